@@ -1,0 +1,152 @@
+/*
+ * cloob.h - the whole C contract between cloob-server and libtorch / SentencePiece.
+ *
+ * Nothing from C++ crosses this header: handles are opaque, every fallible call returns a
+ * cloob_status (CLOOB_OK == 0 on success) and, on failure, writes a NUL-terminated message
+ * into a caller-owned buffer `err` of `errlen` bytes (which may be NULL / 0 to ignore the text).
+ * No exception ever escapes: the implementation catches everything and maps it to a status.
+ *
+ * Thread safety:
+ *   - cloob_model: NOT thread safe. One thread (the batcher's inference thread) owns a model
+ *     handle and is the only caller of cloob_model_encode_* on it. cloob_model_info() returns
+ *     data that is immutable after load and may be read from any thread.
+ *   - cloob_tokenizer: cloob_tokenize() is thread safe (read-only after load) and is meant to be
+ *     called concurrently from the worker pool.
+ *   - cloob_runtime_describe() may be called from any thread.
+ *
+ * Ownership: whoever creates a handle frees it with the matching *_free(). Output arrays are
+ * always caller-allocated; the sizes each call needs are stated next to it.
+ */
+#ifndef CLOOB_H
+#define CLOOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum cloob_status {
+    CLOOB_OK = 0,
+    CLOOB_ERR_INVALID_ARGUMENT = 1, /* a NULL handle, bad shape, bad device string ... */
+    CLOOB_ERR_IO = 2,               /* a file is missing or unreadable */
+    CLOOB_ERR_MODEL = 3,            /* the model directory is malformed or the forward pass failed */
+    CLOOB_ERR_OUT_OF_MEMORY = 4,    /* device (or host) memory exhausted: refuse this batch, keep serving */
+    CLOOB_ERR_DEVICE = 5,           /* requested device is not available (e.g. "cuda" on a CPU build) */
+    CLOOB_ERR_INTERNAL = 6          /* anything else (caught unknown exception) */
+} cloob_status;
+
+/* A short stable name for a status ("ok", "invalid_argument", ...). Never NULL. */
+const char *cloob_status_name(cloob_status s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Model directory metadata (cloob.json written by tools/export_model.py).
+ * ------------------------------------------------------------------------------------------- */
+#define CLOOB_NAME_MAX 128
+
+typedef struct cloob_model_info {
+    char name[CLOOB_NAME_MAX];       /* e.g. "rinna/japanese-cloob-vit-b-16" */
+    int embed_dim;                   /* 512 for the real models */
+    int image_size;                  /* 224: encode_image takes [B,3,image_size,image_size] */
+    float mean[3];                   /* per-channel normalization used by preprocessing */
+    float std[3];
+    int max_seq_len;                 /* 77 including [CLS] */
+    int64_t pad_id, cls_id, unk_id;  /* 3, 4, 0 */
+    int random_weights;              /* 1 if the model was built by --random: answers meaningless */
+    char device[32];                 /* the device actually used: "cpu", "cuda:0" */
+    char dtype[16];                  /* "float32" or "float16" */
+    char model_sha256[72];           /* sha256 (hex) of the TorchScript file, for provenance */
+} cloob_model_info;
+
+/* ---------------------------------------------------------------------------------------------
+ * Model: a TorchScript module with encode_image / encode_text on one device.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct cloob_model cloob_model;
+
+typedef struct cloob_model_params {
+    const char *device;   /* "auto" (GPU if present, else CPU), "cpu", "cuda", "cuda:N". Default "auto". */
+    int half;             /* 1: run in float16 on GPU (ignored, with a note in the log, on CPU). Default 0. */
+    int num_threads;      /* intra-op threads on CPU; 0 keeps libtorch's default. Default 0. */
+} cloob_model_params;
+
+cloob_model_params cloob_model_default_params(void);
+
+/* Loads <model_dir>/model.pt and <model_dir>/cloob.json. On success *out owns the model. */
+cloob_status cloob_model_load(const char *model_dir, const cloob_model_params *params,
+                              cloob_model **out, char *err, size_t errlen);
+void cloob_model_free(cloob_model *model); /* NULL is fine */
+
+/* Pointer to the model's immutable info; valid until cloob_model_free(). */
+const cloob_model_info *cloob_model_get_info(const cloob_model *model);
+
+/* The raw cloob.json text (NUL-terminated), valid until cloob_model_free(). */
+const char *cloob_model_metadata_json(const cloob_model *model);
+
+/*
+ * pixels: batch x 3 x S x S float32 (S = info.image_size), already normalized, C-contiguous.
+ * out:    batch x embed_dim float32, UNnormalized features (caller L2-normalizes if wanted).
+ */
+cloob_status cloob_model_encode_image(cloob_model *model, const float *pixels, int batch,
+                                      float *out, char *err, size_t errlen);
+
+/*
+ * ids, mask: batch x seq_len int64 ([CLS] first, right padding with pad_id / mask 0).
+ * seq_len may be anything from 1 to info.max_seq_len: the features do not depend on padding.
+ * out: batch x embed_dim float32, UNnormalized.
+ */
+cloob_status cloob_model_encode_text(cloob_model *model, const int64_t *ids, const int64_t *mask,
+                                     int batch, int seq_len, float *out, char *err, size_t errlen);
+
+/*
+ * Runs one throw-away forward pass for each image batch size in image_batches[0..n_image) and
+ * each (text batch size x text length) pair, so the first real request at a shape is not slow.
+ */
+cloob_status cloob_model_warmup(cloob_model *model, const int *image_batches, int n_image,
+                                const int *text_batches, int n_text, const int *text_lengths,
+                                int n_lengths, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizer: SPEC.md section 4 on libsentencepiece.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct cloob_tokenizer cloob_tokenizer;
+
+cloob_status cloob_tokenizer_load(const char *spm_model_path, cloob_tokenizer **out, char *err,
+                                  size_t errlen);
+void cloob_tokenizer_free(cloob_tokenizer *tok); /* NULL is fine */
+
+typedef struct cloob_token_result {
+    int n_tokens;   /* ids actually used, [CLS] included (1..max_seq_len); ids[n_tokens..] are pad */
+    int n_dropped;  /* ids cut off by truncation (0 if the text fit) */
+} cloob_token_result;
+
+/*
+ * Tokenizes `text` (len bytes of UTF-8; invalid sequences are replaced by U+FFFD exactly as
+ * Python's bytes.decode("utf-8", errors="replace") does) into max_seq_len ids and mask values:
+ * [CLS], the first max_seq_len-1 SentencePiece ids, then [PAD]/0 padding.
+ * ids, mask: caller arrays of max_seq_len int64.
+ */
+cloob_status cloob_tokenize(const cloob_tokenizer *tok, const char *text, size_t len,
+                            int max_seq_len, int64_t *ids, int64_t *mask,
+                            cloob_token_result *result, char *err, size_t errlen);
+
+/*
+ * The raw SentencePiece ids of SPEC.md steps 1-3 (no [CLS], no truncation, no padding), for tests.
+ * Writes up to cap ids into out; *n_out receives the full count (may exceed cap).
+ */
+cloob_status cloob_tokenize_raw(const cloob_tokenizer *tok, const char *text, size_t len,
+                                int64_t *out, size_t cap, size_t *n_out, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------------
+ * Runtime: which libtorch, BLAS and thread counts are in use (for logs, /info and the CLI).
+ * Writes a one-line JSON object, e.g.
+ *   {"torch":"1.13.1","cuda_available":false,"cuda_devices":0,"blas":"/usr/lib/.../libopenblas.so.0",
+ *    "blas_kind":"openblas","blas_config":"OpenBLAS 0.3.21 ...","intra_op_threads":2,"inter_op_threads":2}
+ * ------------------------------------------------------------------------------------------- */
+cloob_status cloob_runtime_describe(char *buf, size_t buflen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLOOB_H */
