@@ -68,9 +68,10 @@ SHIM_TESTS := $(patsubst tests/shim/%.c,$(BUILD)/tests/shim/%,$(wildcard tests/s
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 
 BINS := $(BUILD)/cloob-server $(BUILD)/cloob-embed
+BENCH_BINS := $(BUILD)/bench_model
 
 .PHONY: all deps test test-fast unit run bench asan fuzz fuzz-build models install clean help format lint gpu-check
-all: $(BINS) $(UNIT_TESTS) $(SHIM_TESTS)
+all: $(BINS) $(BENCH_BINS) $(UNIT_TESTS) $(SHIM_TESTS)
 
 help:
 	@sed -n '3,13p' Makefile | sed 's/^# //'
@@ -104,6 +105,13 @@ $(BUILD)/cloob-server: $(BUILD)/server/main.o $(BUILD)/libcloobcore.a $(BUILD)/l
 	$(LINK_ALL)
 
 $(BUILD)/cloob-embed: $(BUILD)/server/embed_main.o $(BUILD)/libcloobcore.a $(BUILD)/libcloobshim.a
+	$(LINK_ALL)
+
+$(BUILD)/bench/%.o: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/bench_model: $(BUILD)/bench/bench_model.o $(BUILD)/libcloobshim.a
 	$(LINK_ALL)
 
 $(BUILD)/tests/%.o: tests/%.c
