@@ -37,22 +37,24 @@ typedef enum base64_status {
 
 const char *base64_status_message(base64_status s); /* "invalid character", ...; never NULL */
 
-/* Upper bound of the decoded size of in_len input bytes: in_len / 4 * 3 + 2. */
+/* Decoded size of in_len base64 symbols without padding or line breaks:
+ * in_len / 4 * 3 + (in_len % 4) * 3 / 4; an upper bound for any input of in_len bytes. */
 size_t base64_decoded_max(size_t in_len);
 
 /*
  * Decodes in[0..in_len) into out (out_cap bytes). *out_len gets the decoded length. On error
  * *err_pos (if not NULL) gets the byte offset in `in` where the problem was seen. out_cap must be
- * >= the exact decoded size, else BASE64_ERR_TOO_LARGE (checked against base64_decoded_max first,
- * then exactly). Empty input decodes to 0 bytes with BASE64_OK.
+ * >= the exact decoded size, else BASE64_ERR_TOO_LARGE (out may then hold a partial result).
+ * Empty input decodes to 0 bytes with BASE64_OK. out may be NULL when out_cap is 0.
  */
 base64_status base64_decode(const char *in, size_t in_len, uint8_t *out, size_t out_cap,
                             size_t *out_len, size_t *err_pos);
 
 /*
- * Allocating variant: refuses (BASE64_ERR_TOO_LARGE) when base64_decoded_max(in_len) minus
- * line breaks could exceed max_out, before allocating; refuses empty input (BASE64_ERR_EMPTY, an
- * empty image is never valid). On success *out is malloc'd (caller frees with free()), else NULL.
+ * Allocating variant: counts the symbols first and refuses (BASE64_ERR_TOO_LARGE) when the
+ * decoded size would exceed max_out, before allocating anything; refuses empty input
+ * (BASE64_ERR_EMPTY: an empty image is never valid). Allocates exactly the decoded size.
+ * On success *out is malloc'd (the caller frees it with free()), else *out is NULL.
  */
 base64_status base64_decode_alloc(const char *in, size_t in_len, size_t max_out, uint8_t **out,
                                   size_t *out_len, size_t *err_pos);
