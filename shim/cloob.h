@@ -25,6 +25,11 @@
 
 #ifdef __cplusplus
 extern "C" {
+/* The implementation (C++) catches every exception; noexcept makes that part of the type, so a
+ * missed path ends in std::terminate instead of unwinding through C frames. */
+#define CLOOB_NOEXCEPT noexcept
+#else
+#define CLOOB_NOEXCEPT
 #endif
 
 typedef enum cloob_status {
@@ -38,7 +43,7 @@ typedef enum cloob_status {
 } cloob_status;
 
 /* A short stable name for a status ("ok", "invalid_argument", ...). Never NULL. */
-const char *cloob_status_name(cloob_status s);
+const char *cloob_status_name(cloob_status s) CLOOB_NOEXCEPT;
 
 /* ---------------------------------------------------------------------------------------------
  * Model directory metadata (cloob.json written by tools/export_model.py).
@@ -70,25 +75,25 @@ typedef struct cloob_model_params {
     int num_threads;      /* intra-op threads on CPU; 0 keeps libtorch's default. Default 0. */
 } cloob_model_params;
 
-cloob_model_params cloob_model_default_params(void);
+cloob_model_params cloob_model_default_params(void) CLOOB_NOEXCEPT;
 
 /* Loads <model_dir>/model.pt and <model_dir>/cloob.json. On success *out owns the model. */
 cloob_status cloob_model_load(const char *model_dir, const cloob_model_params *params,
-                              cloob_model **out, char *err, size_t errlen);
-void cloob_model_free(cloob_model *model); /* NULL is fine */
+                              cloob_model **out, char *err, size_t errlen) CLOOB_NOEXCEPT;
+void cloob_model_free(cloob_model *model) CLOOB_NOEXCEPT; /* NULL is fine */
 
 /* Pointer to the model's immutable info; valid until cloob_model_free(). */
-const cloob_model_info *cloob_model_get_info(const cloob_model *model);
+const cloob_model_info *cloob_model_get_info(const cloob_model *model) CLOOB_NOEXCEPT;
 
 /* The raw cloob.json text (NUL-terminated), valid until cloob_model_free(). */
-const char *cloob_model_metadata_json(const cloob_model *model);
+const char *cloob_model_metadata_json(const cloob_model *model) CLOOB_NOEXCEPT;
 
 /*
  * pixels: batch x 3 x S x S float32 (S = info.image_size), already normalized, C-contiguous.
  * out:    batch x embed_dim float32, UNnormalized features (caller L2-normalizes if wanted).
  */
 cloob_status cloob_model_encode_image(cloob_model *model, const float *pixels, int batch,
-                                      float *out, char *err, size_t errlen);
+                                      float *out, char *err, size_t errlen) CLOOB_NOEXCEPT;
 
 /*
  * ids, mask: batch x seq_len int64 ([CLS] first, right padding with pad_id / mask 0).
@@ -96,7 +101,7 @@ cloob_status cloob_model_encode_image(cloob_model *model, const float *pixels, i
  * out: batch x embed_dim float32, UNnormalized.
  */
 cloob_status cloob_model_encode_text(cloob_model *model, const int64_t *ids, const int64_t *mask,
-                                     int batch, int seq_len, float *out, char *err, size_t errlen);
+                                     int batch, int seq_len, float *out, char *err, size_t errlen) CLOOB_NOEXCEPT;
 
 /*
  * Runs one throw-away forward pass for each image batch size in image_batches[0..n_image) and
@@ -104,16 +109,21 @@ cloob_status cloob_model_encode_text(cloob_model *model, const int64_t *ids, con
  */
 cloob_status cloob_model_warmup(cloob_model *model, const int *image_batches, int n_image,
                                 const int *text_batches, int n_text, const int *text_lengths,
-                                int n_lengths, char *err, size_t errlen);
+                                int n_lengths, char *err, size_t errlen) CLOOB_NOEXCEPT;
 
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer: SPEC.md section 4 on libsentencepiece.
  * ------------------------------------------------------------------------------------------- */
 typedef struct cloob_tokenizer cloob_tokenizer;
 
+/* Caps that keep one request from costing unbounded memory or time: longer texts are refused
+ * with CLOOB_ERR_INVALID_ARGUMENT (the HTTP layer's body limit is far below this anyway). */
+#define CLOOB_TOKENIZE_MAX_BYTES (1u << 20)
+#define CLOOB_TOKENIZE_MAX_SEQ_LEN 4096
+
 cloob_status cloob_tokenizer_load(const char *spm_model_path, cloob_tokenizer **out, char *err,
-                                  size_t errlen);
-void cloob_tokenizer_free(cloob_tokenizer *tok); /* NULL is fine */
+                                  size_t errlen) CLOOB_NOEXCEPT;
+void cloob_tokenizer_free(cloob_tokenizer *tok) CLOOB_NOEXCEPT; /* NULL is fine */
 
 typedef struct cloob_token_result {
     int n_tokens;   /* ids actually used, [CLS] included (1..max_seq_len); ids[n_tokens..] are pad */
@@ -128,14 +138,14 @@ typedef struct cloob_token_result {
  */
 cloob_status cloob_tokenize(const cloob_tokenizer *tok, const char *text, size_t len,
                             int max_seq_len, int64_t *ids, int64_t *mask,
-                            cloob_token_result *result, char *err, size_t errlen);
+                            cloob_token_result *result, char *err, size_t errlen) CLOOB_NOEXCEPT;
 
 /*
  * The raw SentencePiece ids of SPEC.md steps 1-3 (no [CLS], no truncation, no padding), for tests.
  * Writes up to cap ids into out; *n_out receives the full count (may exceed cap).
  */
 cloob_status cloob_tokenize_raw(const cloob_tokenizer *tok, const char *text, size_t len,
-                                int64_t *out, size_t cap, size_t *n_out, char *err, size_t errlen);
+                                int64_t *out, size_t cap, size_t *n_out, char *err, size_t errlen) CLOOB_NOEXCEPT;
 
 /* ---------------------------------------------------------------------------------------------
  * Runtime: which libtorch, BLAS and thread counts are in use (for logs, /info and the CLI).
@@ -143,7 +153,7 @@ cloob_status cloob_tokenize_raw(const cloob_tokenizer *tok, const char *text, si
  *   {"torch":"1.13.1","cuda_available":false,"cuda_devices":0,"blas":"/usr/lib/.../libopenblas.so.0",
  *    "blas_kind":"openblas","blas_config":"OpenBLAS 0.3.21 ...","intra_op_threads":2,"inter_op_threads":2}
  * ------------------------------------------------------------------------------------------- */
-cloob_status cloob_runtime_describe(char *buf, size_t buflen);
+cloob_status cloob_runtime_describe(char *buf, size_t buflen) CLOOB_NOEXCEPT;
 
 #ifdef __cplusplus
 }
