@@ -54,7 +54,6 @@ VISION_LAYOUTS = ("vit", "clip")
 class Activation(nn.Module):
     """The feed-forward activation, chosen by name at construction (a TorchScript constant)."""
 
-    kind: torch.jit.Final[str]
 
     def __init__(self, hf_name: str):
         super().__init__()
@@ -120,8 +119,6 @@ class _DenseLN(nn.Module):
 class BertAttention(nn.Module):
     """`attention.self.{query,key,value}` + `attention.output.{dense,LayerNorm}`; post-LN residual."""
 
-    num_heads: torch.jit.Final[int]
-    scale: torch.jit.Final[float]
 
     def __init__(self, hidden: int, heads: int, eps: float):
         super().__init__()
@@ -195,8 +192,6 @@ class BertEmbeddings(nn.Module):
 class BertTextModel(nn.Module):
     """The `text_model.*` subtree: returns the final hidden states [B, L, H]."""
 
-    mask_min_float32: torch.jit.Final[float]
-    mask_min_float16: torch.jit.Final[float]
 
     def __init__(self, cfg: Dict[str, Any]):
         super().__init__()
@@ -219,8 +214,6 @@ class BertTextModel(nn.Module):
 class ViTSelfAttentionBlock(nn.Module):
     """`attention.attention.{query,key,value}` + `attention.output.dense` (no LayerNorm: pre-LN)."""
 
-    num_heads: torch.jit.Final[int]
-    scale: torch.jit.Final[float]
 
     def __init__(self, hidden: int, heads: int, qkv_bias: bool):
         super().__init__()
@@ -311,8 +304,6 @@ CLIP_LAYOUT_LN_EPS = 1e-5  # nn.LayerNorm(embed_dim) in the reference code, what
 
 
 class ClipAttention(nn.Module):
-    num_heads: torch.jit.Final[int]
-    scale: torch.jit.Final[float]
 
     def __init__(self, hidden: int, heads: int):
         super().__init__()
@@ -418,10 +409,6 @@ class CloobModel(nn.Module):
     """Both towers and projections. `architecture` is the dict stored in cloob.json (see
     normalize_architecture); state_dict() keys equal the Hugging Face checkpoint's keys."""
 
-    image_size: torch.jit.Final[int]
-    num_channels: torch.jit.Final[int]
-    max_positions: torch.jit.Final[int]
-    vocab_size: torch.jit.Final[int]
 
     def __init__(self, architecture: Dict[str, Any]):
         super().__init__()

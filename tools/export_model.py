@@ -786,4 +786,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    # TorchScript serializes module constants in Python set order, which depends on string hash
+    # randomization; a fixed PYTHONHASHSEED makes model.pt (and its sha256) reproducible for a given
+    # seed and torch version.
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
     sys.exit(main())
