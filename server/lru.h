@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define LRU_MAX_KEY_BYTES 65536    /* longer keys are never cached: get misses, put refuses */
-#define LRU_MAX_CAPACITY 16777216  /* entries */
+#define LRU_MAX_CAPACITY 1048576   /* entries (the bucket array is allocated up front) */
 #define LRU_MAX_DIM 65536          /* floats per vector */
 
 typedef struct lru_cache lru_cache;
