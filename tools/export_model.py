@@ -232,6 +232,35 @@ _LAYOUT_MARKERS = {
 _TEXT_MARKER = "text_model.embeddings.word_embeddings.weight"
 
 
+_LAYER_INDEX = re.compile(r"\.\d+\.")
+_KNOWN_PATTERNS: Dict[str, frozenset] = {}
+
+
+def _known_patterns(tower: str) -> frozenset:
+    """Key names (layer numbers replaced by N) that the model definition knows for a tower prefix
+    ("vision_model." or "text_model."), over all layouts. Built from a 1-layer model, so it cannot
+    drift from cloob_model.py."""
+    if tower not in _KNOWN_PATTERNS:
+        pats = set()
+        for layout in cloob_model.VISION_LAYOUTS:
+            arch = cloob_model.tiny_architecture(layout)
+            arch["text"]["num_hidden_layers"] = arch["vision"]["num_hidden_layers"] = 1
+            for k in cloob_model.build_model(arch).state_dict():
+                if k.startswith(tower):
+                    pats.add(_LAYER_INDEX.sub(".N.", k))
+        pats.update(_LAYER_INDEX.sub(".N.", k) for k in IGNORED_KEYS if k.startswith(tower))
+        _KNOWN_PATTERNS[tower] = frozenset(pats)
+    return _KNOWN_PATTERNS[tower]
+
+
+def _first_unknown_key(keys, tower: str) -> Optional[str]:
+    known = _known_patterns(tower)
+    for k in sorted(keys):
+        if k.startswith(tower) and _LAYER_INDEX.sub(".N.", k) not in known:
+            return k
+    return None
+
+
 def detect_vision_layout(keys) -> str:
     """'vit' or 'clip' from the checkpoint's key names; ExportError naming a key otherwise."""
     keys = set(keys)
@@ -241,23 +270,23 @@ def detect_vision_layout(keys) -> str:
     if len(found) > 1:
         raise ExportError("checkpoint has keys of both vision layouts: "
                           + " and ".join(_LAYOUT_MARKERS[f] for f in found))
-    vision_keys = sorted(k for k in keys if k.startswith("vision_model."))
-    if vision_keys:
-        raise ExportError(f"unknown vision tower layout: key {vision_keys[0]!r} matches neither the ViT layout "
-                          f"({_LAYOUT_MARKERS['vit']}) nor the cloob_vision_model layout ({_LAYOUT_MARKERS['clip']})")
-    raise ExportError(f"no vision tower in the checkpoint: expected key {_LAYOUT_MARKERS['vit']!r} "
-                      f"or {_LAYOUT_MARKERS['clip']!r}")
+    odd = _first_unknown_key(keys, "vision_model.")
+    if odd is not None:
+        raise ExportError(f"unknown vision tower layout: key {odd!r} belongs neither to the ViT layout "
+                          f"({_LAYOUT_MARKERS['vit']}) nor to the cloob_vision_model layout "
+                          f"({_LAYOUT_MARKERS['clip']})")
+    raise ExportError(f"cannot tell the vision tower layout: checkpoint has neither key {_LAYOUT_MARKERS['vit']!r} "
+                      f"nor {_LAYOUT_MARKERS['clip']!r}")
 
 
 def detect_text_layout(keys) -> None:
     keys = set(keys)
     if _TEXT_MARKER in keys:
         return
-    text_keys = sorted(k for k in keys if k.startswith("text_model."))
-    if text_keys:
-        raise ExportError(f"unknown text tower layout: key {text_keys[0]!r} is not a BERT key "
-                          f"(expected {_TEXT_MARKER!r})")
-    raise ExportError(f"no text tower in the checkpoint: expected key {_TEXT_MARKER!r}")
+    odd = _first_unknown_key(keys, "text_model.")
+    if odd is not None:
+        raise ExportError(f"unknown text tower layout: key {odd!r} is not a BERT key (expected {_TEXT_MARKER!r})")
+    raise ExportError(f"no text tower in the checkpoint: key {_TEXT_MARKER!r} is missing")
 
 
 def _sub_config(cfg: Dict[str, Any], name: str) -> Dict[str, Any]:
@@ -604,10 +633,17 @@ class _Downloader:
             req.add_header("Range", f"bytes={start}-")
         return urllib.request.urlopen(req, timeout=self.timeout)
 
+    def _dest(self, repo: str, filename: str) -> pathlib.Path:
+        return self.cache_dir / repo.replace("/", "--") / filename
+
+    def cached(self, repo: str, filename: str) -> bool:
+        """True if the complete file is in the cache (a .part does not count)."""
+        return self._dest(repo, filename).is_file()
+
     def fetch(self, repo: str, filename: str) -> pathlib.Path:
         """Returns the cached file, downloading (or resuming) it first. Raises DownloadError; an
         HTTP 404 raises FileNotFoundError so the caller can try another file name."""
-        dest = self.cache_dir / repo.replace("/", "--") / filename
+        dest = self._dest(repo, filename)
         if dest.is_file():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -685,10 +721,14 @@ def fetch_checkpoint(repo: str, cache_dir: pathlib.Path, timeout: float) -> path
         for stale in ("model.safetensors", "pytorch_model.bin"):
             if (ckpt / stale).is_symlink():
                 (ckpt / stale).unlink()
-        try:
-            link(dl.fetch(repo, "model.safetensors"), "model.safetensors")
-        except FileNotFoundError:
+        if dl.cached(repo, "pytorch_model.bin") and not dl.cached(repo, "model.safetensors"):
+            # an earlier run found no safetensors and fetched the .bin: no need to ask again
             link(dl.fetch(repo, "pytorch_model.bin"), "pytorch_model.bin")
+        else:
+            try:
+                link(dl.fetch(repo, "model.safetensors"), "model.safetensors")
+            except FileNotFoundError:
+                link(dl.fetch(repo, "pytorch_model.bin"), "pytorch_model.bin")
         spiece = dl.fetch(TOKENIZER_REPO, "spiece.model")
     except FileNotFoundError as e:
         raise DownloadError(f"{e}: HTTP 404 (is {repo!r} the right repository?)") from None
