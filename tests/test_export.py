@@ -11,9 +11,7 @@ import json
 import math
 import os
 import pathlib
-import shutil
 import subprocess
-import sys
 import threading
 import time
 

@@ -540,6 +540,8 @@ def load_model_dir(model_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     model = cloob_model.build_model(meta["architecture"])
     scripted = torch.jit.load(str(model_dir / "model.pt"), map_location="cpu")
     load_state_strict(model, dict(scripted.state_dict()))
+    for p in model.parameters():
+        p.requires_grad_(False)  # a reference pipeline only runs inference
     return model, meta
 
 
