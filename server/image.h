@@ -37,7 +37,9 @@ typedef enum image_mode {
     IMAGE_MODE_RGB,
     IMAGE_MODE_RGBA,     /* resized premultiplied, alpha dropped (no compositing) */
     IMAGE_MODE_P,        /* palette: resized with NEAREST (here: on expanded colours, same result) */
-    IMAGE_MODE_CMYK      /* JPEG CMYK: resized in CMYK, converted to RGB as Pillow does */
+    IMAGE_MODE_CMYK,     /* JPEG CMYK: resized in CMYK, converted to RGB as Pillow does */
+    IMAGE_MODE_1         /* bilevel (1-bit grey PNG, black/white BMP): resized with NEAREST;
+                            stored as one byte per pixel, 0 or 255 */
 } image_mode;
 
 const char *image_format_name(image_format f); /* "jpeg", "png", ... ; never NULL */
@@ -60,7 +62,8 @@ typedef struct image_header {
 image_status image_probe(const uint8_t *data, size_t len, image_header *out);
 
 /* A decoded image in its Pillow mode, tightly packed rows. channels: L=1, LA=2, RGB=3, RGBA=4,
- * P=3 or 4 (expanded palette), CMYK=4. Owned by the caller: free with image_free(). */
+ * P=3 (palette expanded to RGB: NEAREST resizing then gives Pillow's result), CMYK=4, 1=1.
+ * Owned by the caller: free with image_free(). */
 typedef struct image {
     uint32_t width, height;
     int channels;

@@ -1,0 +1,205 @@
+/*
+ * image_jpeg.c - JPEG through the libjpeg API of libjpeg62-turbo, at the settings Pillow 9 uses
+ * (ISLOW IDCT, fancy upsampling, no DCT scaling), so the pixels are bit-identical to
+ * PIL.Image.open(...).load() - Pillow links the very same library.
+ *
+ * Pillow's choices that we copy (JpegImagePlugin.py, JpegDecode.c):
+ *   - 1 component -> mode L (out_color_space GRAYSCALE), 3 -> RGB (libjpeg guesses YCbCr or RGB
+ *     from JFIF/Adobe markers, as Pillow lets it), 4 -> CMYK (out_color_space CMYK: libjpeg turns
+ *     YCCK into CMYK); Pillow always reads CMYK as "CMYK;I", i.e. Adobe's inverted convention,
+ *     so every CMYK byte is inverted after decoding. Any other component count is refused, as in
+ *     Pillow's SOF handler.
+ *   - A truncated file: Pillow's suspending source makes libjpeg stop and Pillow raises "image file
+ *     is truncated". libjpeg's memory source instead warns (JWRN_JPEG_EOF) and invents an EOI; we
+ *     turn exactly that warning into IMAGE_ERR_DECODE. Other libjpeg warnings (e.g. extraneous
+ *     bytes before a marker) are ignored, as Pillow ignores them.
+ *   - Pillow stops once every scanline is read and ignores what follows (it accepts a file with a
+ *     missing EOI), so we never call jpeg_finish_decompress.
+ * One defence Pillow lacks: more than JPEG_MAX_SCANS progressive scans is refused (a few KB of
+ * scans can otherwise cost seconds of CPU per request).
+ *
+ * libjpeg reports errors through error_exit, which must not return: we longjmp back to the
+ * function that called setjmp. Locals changed after setjmp are volatile.
+ */
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jerror.h>
+#include <jpeglib.h>
+
+#include "image_internal.h"
+
+#define JPEG_MAX_SCANS 1000
+
+typedef struct jpeg_guard {
+    struct jpeg_error_mgr pub; /* must be first: libjpeg hands us a pointer to it */
+    struct jpeg_progress_mgr progress;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+} jpeg_guard;
+
+/* libjpeg calls this for fatal errors; it must not return. */
+static void jpeg_guard_error_exit(j_common_ptr cinfo)
+{
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
+    g->pub.format_message(cinfo, g->message);
+    longjmp(g->jump, 1);
+}
+
+/* Warnings (msg_level -1) and trace messages (>= 0). Only "premature end of data" is fatal. */
+static void jpeg_guard_emit_message(j_common_ptr cinfo, int msg_level)
+{
+    jpeg_guard *g = (jpeg_guard *)cinfo->err;
+    if (msg_level < 0 && g->pub.msg_code == JWRN_JPEG_EOF) {
+        snprintf(g->message, sizeof g->message, "image file is truncated");
+        longjmp(g->jump, 1);
+    }
+}
+
+static void jpeg_guard_progress(j_common_ptr cinfo)
+{
+    if (!cinfo->is_decompressor)
+        return;
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    if (d->input_scan_number > JPEG_MAX_SCANS) {
+        jpeg_guard *g = (jpeg_guard *)cinfo->err;
+        snprintf(g->message, sizeof g->message, "more than %d progressive scans",
+                 JPEG_MAX_SCANS);
+        longjmp(g->jump, 1);
+    }
+}
+
+static void jpeg_guard_init(jpeg_guard *g, struct jpeg_decompress_struct *cinfo)
+{
+    memset(g, 0, sizeof *g);
+    cinfo->err = jpeg_std_error(&g->pub);
+    g->pub.error_exit = jpeg_guard_error_exit;
+    g->pub.emit_message = jpeg_guard_emit_message;
+    g->progress.progress_monitor = jpeg_guard_progress;
+}
+
+/* Call after jpeg_create_decompress (which resets cinfo->progress). */
+static void jpeg_guard_attach(jpeg_guard *g, struct jpeg_decompress_struct *cinfo,
+                              const uint8_t *data, size_t len)
+{
+    cinfo->progress = &g->progress;
+    jpeg_mem_src(cinfo, data, (unsigned long)len);
+}
+
+static image_status jpeg_mode_of(const struct jpeg_decompress_struct *cinfo, image_mode *mode,
+                                 J_COLOR_SPACE *out_space, char *err, size_t errlen)
+{
+    switch (cinfo->num_components) {
+    case 1: *mode = IMAGE_MODE_L; *out_space = JCS_GRAYSCALE; return IMAGE_OK;
+    case 3: *mode = IMAGE_MODE_RGB; *out_space = JCS_RGB; return IMAGE_OK;
+    case 4: *mode = IMAGE_MODE_CMYK; *out_space = JCS_CMYK; return IMAGE_OK;
+    default: break;
+    }
+    return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: cannot handle %d-component images",
+                      cinfo->num_components);
+}
+
+image_status image_jpeg_probe(const uint8_t *data, size_t len, image_header *out, char *err,
+                              size_t errlen)
+{
+    struct jpeg_decompress_struct cinfo;
+    jpeg_guard guard;
+    jpeg_guard_init(&guard, &cinfo);
+    if (setjmp(guard.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: %s", guard.message);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_guard_attach(&guard, &cinfo, data, len);
+    jpeg_read_header(&cinfo, TRUE);
+
+    image_mode mode;
+    J_COLOR_SPACE space;
+    image_status st = jpeg_mode_of(&cinfo, &mode, &space, err, errlen);
+    if (st == IMAGE_OK && (cinfo.image_width == 0 || cinfo.image_height == 0))
+        st = image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: zero-sized image");
+    if (st == IMAGE_OK) {
+        out->format = IMAGE_FORMAT_JPEG;
+        out->mode = mode;
+        out->width = cinfo.image_width;
+        out->height = cinfo.image_height;
+    }
+    jpeg_destroy_decompress(&cinfo);
+    return st;
+}
+
+image_status image_jpeg_decode(const uint8_t *data, size_t len, const image_header *hdr,
+                               image *out, char *err, size_t errlen)
+{
+    struct jpeg_decompress_struct cinfo;
+    jpeg_guard guard;
+    image *volatile result = out;
+    jpeg_guard_init(&guard, &cinfo);
+    if (setjmp(guard.jump)) {
+        jpeg_destroy_decompress(&cinfo);
+        image_free(result);
+        return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: %s", guard.message);
+    }
+    jpeg_create_decompress(&cinfo);
+    jpeg_guard_attach(&guard, &cinfo, data, len);
+    jpeg_read_header(&cinfo, TRUE);
+
+    image_mode mode;
+    J_COLOR_SPACE space;
+    image_status st = jpeg_mode_of(&cinfo, &mode, &space, err, errlen);
+    if (st == IMAGE_OK && (mode != hdr->mode || cinfo.image_width != hdr->width ||
+                           cinfo.image_height != hdr->height))
+        st = image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: header changed between reads");
+    if (st != IMAGE_OK) {
+        jpeg_destroy_decompress(&cinfo);
+        return st;
+    }
+    /* Pillow's defaults, spelled out: they are what makes the output bit-identical. */
+    cinfo.out_color_space = space;
+    cinfo.dct_method = JDCT_ISLOW;
+    cinfo.do_fancy_upsampling = TRUE;
+    cinfo.scale_num = 1;
+    cinfo.scale_denom = 1;
+
+    jpeg_start_decompress(&cinfo);
+    int channels = image_mode_channels(mode);
+    if (cinfo.output_width != hdr->width || cinfo.output_height != hdr->height ||
+        cinfo.output_components != channels) {
+        jpeg_destroy_decompress(&cinfo);
+        return image_fail(IMAGE_ERR_DECODE, err, errlen,
+                          "jpeg: decoder output %ux%ux%d does not match the header",
+                          cinfo.output_width, cinfo.output_height, cinfo.output_components);
+    }
+    st = image_alloc(out, hdr->width, hdr->height, mode);
+    if (st != IMAGE_OK) {
+        jpeg_destroy_decompress(&cinfo);
+        return st;
+    }
+    size_t stride = (size_t)hdr->width * (size_t)channels;
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW rows[8];
+        JDIMENSION first = cinfo.output_scanline;
+        JDIMENSION want = cinfo.output_height - first;
+        if (want > 8)
+            want = 8;
+        for (JDIMENSION i = 0; i < want; i++)
+            rows[i] = out->pixels + (size_t)(first + i) * stride;
+        /* With a memory source libjpeg never suspends, so 0 rows means it gave up. */
+        if (jpeg_read_scanlines(&cinfo, rows, want) == 0) {
+            jpeg_destroy_decompress(&cinfo);
+            image_free(out);
+            return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: no data at scanline %u",
+                              first);
+        }
+    }
+    jpeg_destroy_decompress(&cinfo);
+
+    if (mode == IMAGE_MODE_CMYK) {
+        size_t n = stride * hdr->height;
+        for (size_t i = 0; i < n; i++)
+            out->pixels[i] = (uint8_t)~out->pixels[i];
+    }
+    return IMAGE_OK;
+}

@@ -1,0 +1,409 @@
+/*
+ * image_resize.c - torchvision's Resize(size, BILINEAR) + CenterCrop(size) + convert("RGB") on a
+ * Pillow 9.4 image, bit for bit (SPEC.md section 5), computing only the pixels the crop keeps.
+ *
+ * The steps we reproduce:
+ *   - torchvision: short side -> size, long side int(size * long / short) (Python float division);
+ *     an image already that size is returned untouched (no premultiplication either).
+ *   - Pillow Image.resize: modes P and 1 use NEAREST (ImagingScaleAffine: source coordinate
+ *     accumulated as xo += scale from scale/2, truncated); LA and RGBA are converted to La/RGBa
+ *     (premultiplied, MULDIV255) before and back after (255*c/a, clipped); every other mode goes
+ *     to ImagingResample: separable antialiased bilinear, horizontal pass first into uint8, then
+ *     vertical, each pass skipped when that side keeps its size (precompute_coeffs,
+ *     normalize_coeffs_8bpc: 22-bit fixed point, accumulator starts at 2^21).
+ *   - CenterCrop: top = round((H - size) / 2) with Python's round half to even; no padding is ever
+ *     needed because the resized short side equals size.
+ *   - convert("RGB"): L/1 -> grey triplets, LA/RGBA drop alpha, P is already expanded, CMYK uses
+ *     Pillow's cmyk2rgb.
+ * Every output pixel of a pass depends only on its own coefficients, so restricting the passes to
+ * the crop window (and the horizontal pass to the source rows the vertical pass reads) changes no
+ * value; it only skips work Pillow does and throws away.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_internal.h"
+
+#define PRECISION_BITS 22 /* Pillow: 32 - 8 - 2 */
+
+/* Pillow's MULDIV255: a*b/255 rounded, in integers. */
+static inline unsigned muldiv255(unsigned a, unsigned b)
+{
+    unsigned t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+}
+
+static inline uint8_t clip8_fixed(int32_t acc)
+{
+    int32_t v = acc >> PRECISION_BITS;
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* Fixed-point filter taps for a run of output indices of one pass. */
+typedef struct resample_taps {
+    int ksize;        /* taps per output index */
+    int count;        /* output indices covered */
+    int *first;       /* [count] first source index */
+    int *n;           /* [count] number of taps used */
+    int32_t *weight;  /* [count * ksize] */
+} resample_taps;
+
+static void taps_free(resample_taps *t)
+{
+    free(t->first);
+    free(t->n);
+    free(t->weight);
+    memset(t, 0, sizeof *t);
+}
+
+static double bilinear_filter(double x)
+{
+    if (x < 0.0)
+        x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+/*
+ * Pillow's precompute_coeffs (BILINEAR, box = whole image) followed by normalize_coeffs_8bpc, for
+ * output indices [out_first, out_first + count) of a pass from in_size to out_size samples.
+ * Expression order follows Pillow so that every double rounds the same way.
+ */
+static int taps_init(resample_taps *t, uint32_t in_size, int64_t out_size, int64_t out_first,
+                     int count)
+{
+    memset(t, 0, sizeof *t);
+    double scale = (double)(float)in_size / (double)out_size; /* (double)(in1 - in0) / outSize */
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filterscale;
+    int ksize = (int)ceil(support) * 2 + 1;
+    double *w = malloc((size_t)ksize * sizeof *w);
+    t->first = malloc((size_t)count * sizeof *t->first);
+    t->n = malloc((size_t)count * sizeof *t->n);
+    t->weight = calloc((size_t)count * (size_t)ksize, sizeof *t->weight);
+    if (!w || !t->first || !t->n || !t->weight) {
+        free(w);
+        taps_free(t);
+        return 0;
+    }
+    t->ksize = ksize;
+    t->count = count;
+    double ss = 1.0 / filterscale;
+    for (int i = 0; i < count; i++) {
+        double center = 0.0 + ((double)(out_first + i) + 0.5) * scale;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0)
+            xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > (int64_t)in_size)
+            xmax = (int)in_size;
+        xmax -= xmin;
+        if (xmax > ksize) /* cannot happen (2*support+1 <= ksize); keeps the buffer safe */
+            xmax = ksize;
+        if (xmax < 1) { /* cannot happen either: center < in_size and support >= 1 */
+            xmin = (int)in_size - 1;
+            xmax = 1;
+        }
+        double ww = 0.0;
+        for (int x = 0; x < xmax; x++) {
+            double v = bilinear_filter((x + xmin - center + 0.5) * ss);
+            w[x] = v;
+            ww += v;
+        }
+        int32_t *k = t->weight + (size_t)i * (size_t)ksize;
+        for (int x = 0; x < xmax; x++) {
+            double v = ww != 0.0 ? w[x] / ww : w[x];
+            k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS))
+                         : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
+        }
+        t->first[i] = xmin;
+        t->n[i] = xmax;
+    }
+    free(w);
+    return 1;
+}
+
+/* The source span [lo, hi) a set of taps reads. */
+static void taps_span(const resample_taps *t, int *lo, int *hi)
+{
+    *lo = t->first[0];
+    *hi = t->first[0] + t->n[0];
+    for (int i = 1; i < t->count; i++) {
+        if (t->first[i] < *lo)
+            *lo = t->first[i];
+        if (t->first[i] + t->n[i] > *hi)
+            *hi = t->first[i] + t->n[i];
+    }
+}
+
+/* One row of the horizontal pass; src[0] is source column `origin`. C is a compile-time constant
+ * at every call site (see hpass_row), so the channel loops unroll. */
+static inline __attribute__((always_inline)) void hpass_row_c(const uint8_t *src, int origin,
+                                                              const resample_taps *t, int C,
+                                                              uint8_t *dst)
+{
+    for (int xx = 0; xx < t->count; xx++) {
+        const int32_t *k = t->weight + (size_t)xx * (size_t)t->ksize;
+        const uint8_t *s = src + (size_t)(t->first[xx] - origin) * (size_t)C;
+        int32_t acc[4] = {1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1),
+                          1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1)};
+        int n = t->n[xx];
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < C; c++)
+                acc[c] += (int32_t)s[i * C + c] * k[i];
+        for (int c = 0; c < C; c++)
+            dst[xx * C + c] = clip8_fixed(acc[c]);
+    }
+}
+
+static void hpass_row(const uint8_t *src, int origin, const resample_taps *t, int C, uint8_t *dst)
+{
+    switch (C) {
+    case 1: hpass_row_c(src, origin, t, 1, dst); break;
+    case 2: hpass_row_c(src, origin, t, 2, dst); break;
+    case 3: hpass_row_c(src, origin, t, 3, dst); break;
+    default: hpass_row_c(src, origin, t, 4, dst); break;
+    }
+}
+
+/* The vertical pass: rows of `in` (row 0 is source row `origin`, row_len bytes each) -> out. */
+static void vpass(const uint8_t *in, int origin, size_t row_len, const resample_taps *t,
+                  int32_t *acc, uint8_t *out)
+{
+    for (int yy = 0; yy < t->count; yy++) {
+        const int32_t *k = t->weight + (size_t)yy * (size_t)t->ksize;
+        for (size_t j = 0; j < row_len; j++)
+            acc[j] = 1 << (PRECISION_BITS - 1);
+        for (int i = 0; i < t->n[yy]; i++) {
+            const uint8_t *row = in + (size_t)(t->first[yy] - origin + i) * row_len;
+            int32_t w = k[i];
+            for (size_t j = 0; j < row_len; j++)
+                acc[j] += (int32_t)row[j] * w;
+        }
+        uint8_t *o = out + (size_t)yy * row_len;
+        for (size_t j = 0; j < row_len; j++)
+            o[j] = clip8_fixed(acc[j]);
+    }
+}
+
+/* Pillow's convert("RGBa") / convert("La") on columns [x0, x1) of one row. */
+static void premultiply(const uint8_t *src, uint8_t *dst, size_t pixels, int C)
+{
+    for (size_t i = 0; i < pixels; i++) {
+        const uint8_t *s = src + i * (size_t)C;
+        uint8_t *d = dst + i * (size_t)C;
+        unsigned a = s[C - 1];
+        for (int c = 0; c < C - 1; c++)
+            d[c] = (uint8_t)muldiv255(s[c], a);
+        d[C - 1] = (uint8_t)a;
+    }
+}
+
+/* Pillow's convert back from RGBa / La (rgba2rgbA, la2lA). In place. */
+static void unpremultiply(uint8_t *px, size_t pixels, int C)
+{
+    for (size_t i = 0; i < pixels; i++) {
+        uint8_t *p = px + i * (size_t)C;
+        unsigned a = p[C - 1];
+        if (a == 0 || a == 255)
+            continue;
+        for (int c = 0; c < C - 1; c++) {
+            unsigned v = (255u * p[c]) / a;
+            p[c] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    }
+}
+
+/* convert("RGB") of size*size pixels in mode `mode` (channels C) into out_rgb. */
+static void to_rgb(const uint8_t *px, size_t pixels, image_mode mode, uint8_t *out)
+{
+    for (size_t i = 0; i < pixels; i++) {
+        uint8_t *o = out + 3 * i;
+        switch (mode) {
+        case IMAGE_MODE_L:
+            o[0] = o[1] = o[2] = px[i];
+            break;
+        case IMAGE_MODE_1:
+            o[0] = o[1] = o[2] = px[i] ? 255 : 0;
+            break;
+        case IMAGE_MODE_LA:
+            o[0] = o[1] = o[2] = px[2 * i];
+            break;
+        case IMAGE_MODE_RGB:
+        case IMAGE_MODE_P:
+            memcpy(o, px + 3 * i, 3);
+            break;
+        case IMAGE_MODE_RGBA:
+            memcpy(o, px + 4 * i, 3);
+            break;
+        case IMAGE_MODE_CMYK: {
+            const uint8_t *s = px + 4 * i;
+            unsigned nk = 255u - s[3];
+            for (int c = 0; c < 3; c++)
+                o[c] = (uint8_t)(nk - muldiv255(s[c], nk)); /* never negative: muldiv <= nk */
+            break;
+        }
+        }
+    }
+}
+
+/* Python's int(round(diff / 2.0)) for diff >= 0: halves go to the even neighbour. */
+static int64_t round_half_even_half(int64_t diff)
+{
+    int64_t q = diff / 2;
+    if (diff % 2 == 0)
+        return q;
+    return (q % 2 == 0) ? q : q + 1;
+}
+
+/*
+ * Pillow's NEAREST scale (ImagingScaleAffine) for output indices [first, first + count):
+ * coordinates are accumulated from the image's first output index, as Pillow does, so the rounding
+ * of the running sum is the same. Writes source indices into map.
+ */
+static void nearest_map(uint32_t in_size, int64_t out_size, int64_t first, int count, int *map)
+{
+    double a = (double)(float)in_size / (double)out_size;
+    double xo = 0.0 + a * 0.5;
+    for (int64_t x = 0; x < first + count; x++) {
+        if (x >= first) {
+            /* COORD(): negative -> -1, else truncate. Out-of-range sources are impossible for
+             * sizes below 2^20 (the running error stays far below the half-step margin); Pillow
+             * would write index 0 there, we clamp. */
+            int64_t v = xo < 0.0 ? -1 : (int64_t)xo;
+            if (v < 0)
+                v = 0;
+            if (v >= (int64_t)in_size)
+                v = (int64_t)in_size - 1;
+            map[x - first] = (int)v;
+        }
+        xo += a;
+    }
+}
+
+static image_status resize_nearest(const image *img, int64_t new_w, int64_t new_h, int64_t left,
+                                   int64_t top, int S, uint8_t *crop)
+{
+    int *xmap = malloc((size_t)S * sizeof *xmap);
+    int *ymap = malloc((size_t)S * sizeof *ymap);
+    if (!xmap || !ymap) {
+        free(xmap);
+        free(ymap);
+        return IMAGE_ERR_NO_MEMORY;
+    }
+    nearest_map(img->width, new_w, left, S, xmap);
+    nearest_map(img->height, new_h, top, S, ymap);
+    size_t C = (size_t)img->channels;
+    for (int y = 0; y < S; y++) {
+        const uint8_t *row = img->pixels + (size_t)ymap[y] * img->width * C;
+        uint8_t *o = crop + (size_t)y * (size_t)S * C;
+        for (int x = 0; x < S; x++)
+            memcpy(o + (size_t)x * C, row + (size_t)xmap[x] * C, C);
+    }
+    free(xmap);
+    free(ymap);
+    return IMAGE_OK;
+}
+
+/*
+ * Bilinear resize of the crop window. `premul`: the image is LA/RGBA and Pillow's resize runs, so
+ * the source is premultiplied on the way in and the result unpremultiplied.
+ */
+static image_status resize_bilinear(const image *img, int64_t new_w, int64_t new_h, int64_t left,
+                                    int64_t top, int S, int premul, uint8_t *crop)
+{
+    const int C = img->channels;
+    const uint32_t W = img->width, H = img->height;
+    int need_h = new_w != (int64_t)W, need_v = new_h != (int64_t)H;
+    resample_taps ht = {0}, vt = {0};
+    uint8_t *hbuf = NULL, *scratch = NULL;
+    int32_t *acc = NULL;
+    image_status st = IMAGE_ERR_NO_MEMORY;
+
+    if (need_h && !taps_init(&ht, W, new_w, left, S))
+        goto done;
+    if (need_v && !taps_init(&vt, H, new_h, top, S))
+        goto done;
+
+    /* Source rows the vertical pass reads, source columns the horizontal pass reads. */
+    int y0 = (int)top, y1 = (int)top + S, x0 = (int)left, x1 = (int)left + S;
+    if (need_v)
+        taps_span(&vt, &y0, &y1);
+    if (need_h)
+        taps_span(&ht, &x0, &x1);
+
+    size_t row_len = (size_t)S * (size_t)C;
+    size_t rows = (size_t)(y1 - y0);
+    hbuf = malloc(rows * row_len);
+    scratch = premul ? malloc((size_t)(x1 - x0) * (size_t)C) : NULL;
+    acc = need_v ? malloc(row_len * sizeof *acc) : NULL;
+    if (!hbuf || (premul && !scratch) || (need_v && !acc))
+        goto done;
+
+    size_t src_stride = (size_t)W * (size_t)C;
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *src = img->pixels + (size_t)y * src_stride + (size_t)x0 * (size_t)C;
+        if (premul) {
+            premultiply(src, scratch, (size_t)(x1 - x0), C);
+            src = scratch;
+        }
+        uint8_t *dst = hbuf + (size_t)(y - y0) * row_len;
+        if (need_h)
+            hpass_row(src, x0, &ht, C, dst);
+        else
+            memcpy(dst, src, row_len); /* x0 == left, x1 == left + S */
+    }
+    if (need_v)
+        vpass(hbuf, y0, row_len, &vt, acc, crop);
+    else
+        memcpy(crop, hbuf, (size_t)S * row_len); /* y0 == top */
+    if (premul)
+        unpremultiply(crop, (size_t)S * (size_t)S, C);
+    st = IMAGE_OK;
+done:
+    taps_free(&ht);
+    taps_free(&vt);
+    free(hbuf);
+    free(scratch);
+    free(acc);
+    return st;
+}
+
+image_status image_resize_crop_rgb(const image *img, int size, uint8_t *out_rgb)
+{
+    if (!img || !img->pixels || !out_rgb || size < 1 || size > IMAGE_MAX_OUTPUT_SIZE ||
+        img->width == 0 || img->height == 0 || img->channels != image_mode_channels(img->mode))
+        return IMAGE_ERR_ARGUMENT;
+    const int64_t W = img->width, H = img->height, S = size;
+
+    /* torchvision _compute_resized_output_size: int(size * long / short), float division. */
+    int64_t new_w, new_h;
+    if (W <= H) {
+        new_w = S;
+        new_h = (int64_t)((double)(S * H) / (double)W);
+    } else {
+        new_h = S;
+        new_w = (int64_t)((double)(S * W) / (double)H);
+    }
+    /* Pillow's sizes are C ints; a 1-pixel-wide strip of millions of rows would overflow them. */
+    if (new_w > (1 << 30) || new_h > (1 << 30))
+        return IMAGE_ERR_TOO_LARGE;
+    int64_t left = round_half_even_half(new_w - S);
+    int64_t top = round_half_even_half(new_h - S);
+    int resized = new_w != W || new_h != H;
+
+    uint8_t *crop = malloc((size_t)S * (size_t)S * (size_t)img->channels);
+    if (!crop)
+        return IMAGE_ERR_NO_MEMORY;
+    image_status st;
+    if (resized && (img->mode == IMAGE_MODE_P || img->mode == IMAGE_MODE_1)) {
+        st = resize_nearest(img, new_w, new_h, left, top, size, crop);
+    } else {
+        int premul = resized && (img->mode == IMAGE_MODE_RGBA || img->mode == IMAGE_MODE_LA);
+        st = resize_bilinear(img, new_w, new_h, left, top, size, premul, crop);
+    }
+    if (st == IMAGE_OK)
+        to_rgb(crop, (size_t)S * (size_t)S, img->mode, out_rgb);
+    free(crop);
+    return st;
+}
