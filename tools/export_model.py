@@ -41,6 +41,13 @@ import urllib.parse
 import urllib.request
 from typing import Any, Dict, Optional, Tuple
 
+# TorchScript serializes module constants in Python set order, which depends on string hash
+# randomization; a fixed PYTHONHASHSEED makes model.pt (and its sha256) reproducible for a given seed
+# and torch version. Re-executing here, before torch is imported, keeps the restart cheap.
+if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
+
 HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
@@ -828,10 +835,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    # TorchScript serializes module constants in Python set order, which depends on string hash
-    # randomization; a fixed PYTHONHASHSEED makes model.pt (and its sha256) reproducible for a given
-    # seed and torch version.
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        os.environ["PYTHONHASHSEED"] = "0"
-        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
     sys.exit(main())
