@@ -69,6 +69,9 @@ typedef struct cloob_model_info {
  * ------------------------------------------------------------------------------------------- */
 typedef struct cloob_model cloob_model;
 
+/* Largest batch one encode call accepts (CLOOB_ERR_INVALID_ARGUMENT above it). */
+#define CLOOB_MAX_BATCH 1024
+
 typedef struct cloob_model_params {
     const char *device;   /* "auto" (GPU if present, else CPU), "cpu", "cuda", "cuda:N". Default "auto". */
     int half;             /* 1: run in float16 on GPU (ignored, with a note in the log, on CPU). Default 0. */

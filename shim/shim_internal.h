@@ -39,6 +39,14 @@ int cloob_internal_lower(uint32_t cp, uint32_t out[3]) CLOOB_NOEXCEPT;
 /* Python's chr(cp).isspace(). */
 int cloob_internal_is_space(uint32_t cp) CLOOB_NOEXCEPT;
 
+/*
+ * SentencePiece alone (normalize + unigram Viterbi, no lower-casing or special tokens): what
+ * libsentencepiece's Encode(text, &ids) returns. Writes up to cap ids, *n_out gets the full count.
+ * Returns 0, or -1 on a bad argument or allocation failure.
+ */
+int cloob_internal_spm_encode(const cloob_tokenizer *tok, const char *text, size_t len, int64_t *out, size_t cap,
+                              size_t *n_out) CLOOB_NOEXCEPT;
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,8 @@
 /*
  * tokenizer.cc - SPEC.md section 4 (rinna's T5Tokenizer with do_lower_case, then
- * japanese_clip.tokenize) on libsentencepiece. Compiled WITHOUT libtorch.
+ * japanese_clip.tokenize) on the SentencePiece model file, encoded by spm.cc (a re-implementation
+ * of libsentencepiece 0.1.97's unigram encoder; spm.h says why the library itself cannot be linked
+ * next to Debian's libtorch). Compiled WITHOUT libtorch.
  *
  * Pipeline for one text (each step mirrors a line of the Python reference, which is
  * tests/reference/ref_tokenizer.py; tests/test_tokenizer.py checks the two id for id):
@@ -17,9 +19,9 @@
  *      <unk> and <s>, as in transformers; "[cls]" stays text.
  *      A text chunk next to a special token loses whitespace (Python str.isspace, which includes
  *      U+3000, U+0085 and U+001C..U+001F) on the side touching it; empty chunks vanish.
- *   3. SentencePiece Encode of each chunk. SentencePiece's unigram Viterbi already merges a run
- *      of unknown characters into one <unk> (checked: "😀😀😀" -> [9, 0]), and transformers maps
- *      each unknown surface piece back to one id 0, so nothing is merged here.
+ *   3. SentencePiece Encode of each chunk. libsentencepiece merges a run of unknown characters
+ *      into one <unk> (checked with the Python module: "😀😀😀" -> [9, 0]) and so does spm.cc;
+ *      transformers maps each unknown surface piece back to one id 0, so nothing more is merged.
  *   4. [CLS] + first max_seq_len-1 ids, then [PAD]/mask 0.
  *
  * Reading of transformers (4.x slow tokenizers, PreTrainedTokenizer.tokenize): the lower-casing
@@ -32,12 +34,10 @@
  * treats as unknown characters), and versions >= 4.34 wrap special tokens in AddedToken whose
  * lstrip/rstrip flags decide the stripping.
  *
- * Thread safety: after load the tokenizer is read-only; SentencePieceProcessor::Encode is a
- * const method without caches, so concurrent cloob_tokenize calls on one handle are safe
+ * Thread safety: after load the tokenizer is read-only; SpmModel::Encode is a const method
+ * without caches, so concurrent cloob_tokenize calls on one handle are safe
  * (tests/shim/test_tokenizer.c runs 4 threads on one handle and compares with serial results).
  */
-#include <sentencepiece_processor.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -49,9 +49,10 @@
 #include "cloob.h"
 #include "lowercase_table.h"
 #include "shim_internal.h"
+#include "spm.h"
 
 struct cloob_tokenizer {
-    sentencepiece::SentencePieceProcessor sp;
+    cloob::SpmModel sp;
     int64_t special_ids[7];
 };
 
@@ -62,6 +63,9 @@ constexpr int kNumSpecials = 7;
 const char *const kSpecials[kNumSpecials] = {"<s>", "</s>", "<unk>", "[SEP]", "[PAD]", "[CLS]", "[MASK]"};
 
 constexpr uint32_t kReplacement = 0xFFFD;
+
+/* The real model is 805 kB; anything far larger is not a tokenizer. */
+constexpr size_t kMaxModelBytes = 64u << 20;
 
 /* ---- step 0: UTF-8 -> code points ------------------------------------------------------- */
 
@@ -206,8 +210,7 @@ struct Segment {
     size_t begin, end;   /* text: code point range in the lower-cased text */
 };
 
-/* Steps 0-3: the raw ids of one text. Throws std::bad_alloc; returns a non-OK status with
- * err filled if SentencePiece refuses a chunk. */
+/* Steps 0-3: the raw ids of one text. Throws std::bad_alloc (mapped by guarded()). */
 cloob_status raw_ids(const cloob_tokenizer *tok, const char *text, size_t len, std::vector<int> &ids,
                      char *err, size_t errlen) {
     std::vector<uint32_t> cps;
@@ -261,7 +264,6 @@ cloob_status raw_ids(const cloob_tokenizer *tok, const char *text, size_t len, s
 
     /* step 3 */
     std::string chunk;
-    std::vector<int> piece_ids;
     for (const Segment &s : segs) {
         if (s.special >= 0) {
             ids.push_back((int)tok->special_ids[s.special]);
@@ -270,14 +272,7 @@ cloob_status raw_ids(const cloob_tokenizer *tok, const char *text, size_t len, s
         if (s.begin == s.end) continue; /* empty chunks vanish */
         chunk.clear();
         for (size_t i = s.begin; i < s.end; i++) append_utf8(chunk, low[i]);
-        piece_ids.clear();
-        auto st = tok->sp.Encode(chunk, &piece_ids);
-        if (!st.ok()) {
-            cloob_set_error(err, errlen, "SentencePiece could not encode a %zu-byte chunk: %s", chunk.size(),
-                            st.ToString().c_str());
-            return CLOOB_ERR_MODEL;
-        }
-        ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
+        tok->sp.Encode(chunk, &ids);
     }
     return CLOOB_OK;
 }
@@ -324,18 +319,30 @@ extern "C" cloob_status cloob_tokenizer_load(const char *spm_model_path, cloob_t
         return CLOOB_ERR_INVALID_ARGUMENT;
     }
     return guarded(err, errlen, "loading the tokenizer", [&]() -> cloob_status {
-        /* Open it ourselves first: SentencePiece's own message for a missing file does not
-         * carry errno, and the caller wants IO (not MODEL) for "no such file". */
         FILE *f = fopen(spm_model_path, "rb");
         if (f == nullptr) {
             cloob_set_error(err, errlen, "cannot open SentencePiece model %s: %s", spm_model_path, strerror(errno));
             return CLOOB_ERR_IO;
         }
+        std::string bytes;
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0 && bytes.size() <= kMaxModelBytes) bytes.append(buf, n);
+        bool read_error = ferror(f) != 0;
         fclose(f);
+        if (read_error) {
+            cloob_set_error(err, errlen, "cannot read SentencePiece model %s", spm_model_path);
+            return CLOOB_ERR_IO;
+        }
+        if (bytes.size() > kMaxModelBytes) {
+            cloob_set_error(err, errlen, "%s is larger than %zu bytes: not a SentencePiece model", spm_model_path,
+                            kMaxModelBytes);
+            return CLOOB_ERR_MODEL;
+        }
         std::unique_ptr<cloob_tokenizer> tok(new cloob_tokenizer());
-        auto st = tok->sp.Load(spm_model_path);
-        if (!st.ok()) {
-            cloob_set_error(err, errlen, "%s is not a SentencePiece model: %s", spm_model_path, st.ToString().c_str());
+        std::string why;
+        if (!tok->sp.Load(bytes, &why)) {
+            cloob_set_error(err, errlen, "%s is not a usable SentencePiece model: %s", spm_model_path, why.c_str());
             return CLOOB_ERR_MODEL;
         }
         int unk = tok->sp.unk_id();
@@ -356,7 +363,7 @@ extern "C" cloob_status cloob_tokenizer_load(const char *spm_model_path, cloob_t
 }
 
 extern "C" void cloob_tokenizer_free(cloob_tokenizer *tok) noexcept {
-    delete tok; /* ~SentencePieceProcessor does not throw */
+    delete tok; /* destructors of std containers do not throw */
 }
 
 extern "C" cloob_status cloob_tokenize(const cloob_tokenizer *tok, const char *text, size_t len, int max_seq_len,
@@ -431,3 +438,17 @@ extern "C" size_t cloob_internal_utf8_decode(const char *text, size_t len, uint3
 extern "C" int cloob_internal_lower(uint32_t cp, uint32_t out[3]) noexcept { return lower_cp(cp, out); }
 
 extern "C" int cloob_internal_is_space(uint32_t cp) noexcept { return is_space(cp) ? 1 : 0; }
+
+extern "C" int cloob_internal_spm_encode(const cloob_tokenizer *tok, const char *text, size_t len, int64_t *out,
+                                         size_t cap, size_t *n_out) noexcept {
+    if (tok == nullptr || n_out == nullptr || (text == nullptr && len > 0) || (out == nullptr && cap > 0)) return -1;
+    try {
+        std::vector<int> ids;
+        tok->sp.Encode(std::string_view(text ? text : "", len), &ids);
+        for (size_t i = 0; i < ids.size() && i < cap; i++) out[i] = ids[i];
+        *n_out = ids.size();
+        return 0;
+    } catch (...) {
+        return -1;
+    }
+}

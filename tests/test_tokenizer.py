@@ -233,3 +233,49 @@ def test_unicode_version_recorded(root):
     header = (root / "shim" / "lowercase_table.h").read_text()
     assert f'CLOOB_LOWER_UNICODE_VERSION "{unicodedata.unidata_version}"' in header, \
         "shim/lowercase_table.h was generated for another Unicode version: rerun tools/gen_lowercase.py"
+
+
+# ---- the SentencePiece step alone: shim/spm.cc against the sentencepiece module -----------
+
+BLOCKS = [(0x20, 0x7E), (0x00, 0x1F), (0x7F, 0xFF), (0x100, 0x24F), (0x300, 0x36F), (0x370, 0x3FF),
+          (0x400, 0x4FF), (0x2000, 0x206F), (0x2100, 0x218F), (0x2460, 0x24FF), (0x2E80, 0x2FDF),
+          (0x3000, 0x30FF), (0x3190, 0x33FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xF900, 0xFAFF),
+          (0xFB00, 0xFB4F), (0xFE10, 0xFE6F), (0xFF00, 0xFFEF), (0xFFF0, 0xFFFF), (0x1D400, 0x1D7FF),
+          (0x1F100, 0x1F1FF), (0x1F300, 0x1FAFF), (0x20000, 0x2A6DF), (0xE0000, 0xE007F)]
+
+
+def spm_stress_texts(sp):
+    rnd = random.Random(20240)
+    pieces = [sp.id_to_piece(i).replace("\u2581", " ") for i in range(sp.get_piece_size())
+              if not (sp.is_control(i) or sp.is_unknown(i))]
+    texts = []
+    # concatenated vocabulary pieces: many competing segmentations for the Viterbi
+    for _ in range(3000):
+        texts.append("".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 10))))
+    # characters from blocks with many NFKC / nmt rules, spaces and controls
+    for _ in range(3000):
+        out = []
+        for _ in range(rnd.randint(1, 16)):
+            lo, hi = rnd.choice(BLOCKS)
+            c = rnd.randint(lo, hi)
+            if not 0xD800 <= c <= 0xDFFF:
+                out.append(chr(c))
+            if rnd.random() < 0.2:
+                out.append(rnd.choice([" ", "  ", "\u3000", "\t", "\n", "\u200b", "\u00a0"]))
+        texts.append("".join(out))
+    texts += ["", " ", "\u3000", "a" * 5000, "ア" * 3000, " x " * 1000, "\x00", "\x00a\x00", "[CLS]", "<unk>",
+              "e\u0301", "\u1100\u1161\u11a8", "\ufb01\ufb02", "\u2163\u216b", "\u00bd\u2153"]
+    return texts
+
+
+def test_spm_encoder_matches_sentencepiece(prog, sp, tmp_path):
+    texts = spm_stress_texts(sp)
+    lines = run_prog(prog, tmp_path, ["--spm"], [t.encode() for t in texts])
+    assert len(lines) == len(texts)
+    bad = []
+    for t, line in zip(texts, lines):
+        want = sp.encode(t)
+        got = [int(x) for x in line.split()]
+        if got != want:
+            bad.append((t, got, want))
+    assert not bad, f"{len(bad)} of {len(texts)} differ, e.g. {bad[:3]}"

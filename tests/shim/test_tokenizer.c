@@ -10,6 +10,8 @@
  *                                           "n_tokens":..,"n_dropped":..}
  *   test_tokenizer --decode FILE           one line per record: the code points (decimal) that
  *                                          the UTF-8 decoder produced
+ *   test_tokenizer --spm FILE [--model SPM] one line per record: the ids of the SentencePiece step
+ *                                          alone (what sentencepiece's encode() returns)
  *   test_tokenizer --dump-lower            "cp out1 [out2 ..]" for every code point that changes
  *   test_tokenizer --dump-space            every code point the tokenizer strips as whitespace
  * tests/test_tokenizer.py drives the modes with arguments and compares with the Python reference.
@@ -145,6 +147,37 @@ static int run_decode(const char *path) {
     free(cps);
     close_records(&r);
     return cps ? rc : 2;
+}
+
+static int run_spm(const char *path, const char *model) {
+    char err[512];
+    cloob_tokenizer *tok = NULL;
+    if (cloob_tokenizer_load(model, &tok, err, sizeof err) != CLOOB_OK) {
+        fprintf(stderr, "load: %s\n", err);
+        return 2;
+    }
+    record_reader r;
+    if (open_records(&r, path) != 0) {
+        cloob_tokenizer_free(tok);
+        return 2;
+    }
+    size_t cap = 4 * MAX_RECORD;
+    int64_t *ids = malloc(cap * sizeof *ids);
+    size_t len;
+    int more, rc = 0;
+    while (ids && (more = next_record(&r, &len)) != 0) {
+        size_t n = 0;
+        if (more < 0 || cloob_internal_spm_encode(tok, r.buf, len, ids, cap, &n) != 0) {
+            rc = 2;
+            break;
+        }
+        for (size_t i = 0; i < n && i < cap; i++) printf(i ? " %lld" : "%lld", (long long)ids[i]);
+        printf("\n");
+    }
+    free(ids);
+    close_records(&r);
+    cloob_tokenizer_free(tok);
+    return ids ? rc : 2;
 }
 
 static int run_dump_lower(void) {
@@ -361,7 +394,7 @@ static void test_threads(const cloob_tokenizer *tok) {
 int main(int argc, char **argv) {
     char model[1024];
     default_model_path(model, sizeof model);
-    const char *batch = NULL, *decode = NULL;
+    const char *batch = NULL, *decode = NULL, *spm = NULL;
     int max_seq_len = 77;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dump-lower") == 0) return run_dump_lower();
@@ -372,6 +405,8 @@ int main(int argc, char **argv) {
         }
         if (strcmp(argv[i], "--batch") == 0) {
             batch = argv[++i];
+        } else if (strcmp(argv[i], "--spm") == 0) {
+            spm = argv[++i];
         } else if (strcmp(argv[i], "--decode") == 0) {
             decode = argv[++i];
         } else if (strcmp(argv[i], "--model") == 0) {
@@ -390,6 +425,7 @@ int main(int argc, char **argv) {
         }
     }
     if (decode) return run_decode(decode);
+    if (spm) return run_spm(spm, model);
     if (batch) return run_batch(batch, model, max_seq_len);
 
     char err[512] = "";
