@@ -5,8 +5,8 @@
  *                                    default build/models/tiny): info, encodes at several batch sizes
  *                                    and lengths, padding invariance, batch-vs-single, errors,
  *                                    warm-up, runtime description
- *   test_model --probe DIR           loads DIR on the CPU, encodes one blank image and one [CLS] text,
- *                                    prints {"load":status,"load_err":..,"image":..,"image_err":..,
+ *   test_model --probe DIR           loads DIR on the CPU, encodes two blank images and two [CLS]
+ *                                    texts (batch 2: the load-time self-check uses batch 1), prints {"load":status,"load_err":..,"image":..,"image_err":..,
  *                                    "text":..,"text_err":..} (tests/test_shim_model.py feeds it broken
  *                                    model directories)
  *   test_model --encode-image DIR IN OUT B        float32 pixels file -> float32 features file
@@ -383,14 +383,14 @@ static int run_probe(const char *dir) {
     if (st == CLOOB_OK) {
         const cloob_model_info *info = cloob_model_get_info(m);
         size_t d = (size_t)info->embed_dim, s = (size_t)info->image_size;
-        float *pixels = calloc(3 * s * s, sizeof *pixels), *out = calloc(d, sizeof *out);
+        float *pixels = calloc(2 * 3 * s * s, sizeof *pixels), *out = calloc(2 * d, sizeof *out);
         err[0] = '\0';
-        st = pixels && out ? cloob_model_encode_image(m, pixels, 1, out, err, sizeof err) : CLOOB_ERR_OUT_OF_MEMORY;
+        st = pixels && out ? cloob_model_encode_image(m, pixels, 2, out, err, sizeof err) : CLOOB_ERR_OUT_OF_MEMORY;
         printf(",\"image\":\"%s\",", cloob_status_name(st));
         print_json_string("image_err", err);
-        int64_t ids[2] = {info->cls_id, info->pad_id}, mask[2] = {1, 0};
+        int64_t ids[4] = {info->cls_id, info->pad_id, info->cls_id, info->pad_id}, mask[4] = {1, 0, 1, 0};
         err[0] = '\0';
-        st = out ? cloob_model_encode_text(m, ids, mask, 1, 2, out, err, sizeof err) : CLOOB_ERR_OUT_OF_MEMORY;
+        st = out ? cloob_model_encode_text(m, ids, mask, 2, 2, out, err, sizeof err) : CLOOB_ERR_OUT_OF_MEMORY;
         printf(",\"text\":\"%s\",", cloob_status_name(st));
         print_json_string("text_err", err);
         free(pixels);
