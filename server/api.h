@@ -78,7 +78,7 @@ int jbuf_puts(jbuf *b, const char *s);
 int jbuf_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A JSON string literal with quotes; invalid UTF-8 becomes U+FFFD so the output stays JSON. */
 int jbuf_json_string(jbuf *b, const char *s, size_t n);
-/* A float32 as the shortest of %.9g (always round-trips float32); non-finite -> null. */
+/* A float32 printed with %.9g (always round-trips a float32); non-finite -> null. */
 int jbuf_float(jbuf *b, float v);
 
 /* ---- requests ----------------------------------------------------------------------------- */
