@@ -11,8 +11,8 @@
  *   - line breaks (CR and LF) are skipped anywhere, because `base64 file.jpg` and MIME encoders
  *     wrap at 76 columns and users paste that into JSON; every other whitespace (space, tab) and
  *     every other character is an error whose byte offset is reported;
- *   - the output size is checked against a caller cap from the input length BEFORE decoding
- *     (base64_decoded_max), so a huge payload is refused without allocating.
+ *   - the output size is checked against a caller cap: base64_decode_alloc counts the symbols
+ *     in a first pass and refuses an over-limit payload before allocating anything.
  *
  * Everything here is pure (no globals, no locks): thread safe, any thread. Ownership: outputs go
  * to caller buffers, except base64_decode_alloc whose result the caller frees with free().

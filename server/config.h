@@ -14,6 +14,8 @@
  *
  * Every invalid value, unknown key or flag is refused with a message that names the key and its
  * origin ("config/cloob-server.conf:12: port: ...", "env CLOOB_PORT: ...", "flag --port: ...").
+ * Unknown CLOOB_* environment variables are ignored (tests and tools use CLOOB_SHARED etc.).
+ * Secrets (api_keys) are never echoed in messages and are redacted in config_to_json.
  *
  * Thread safety: main() loads the config before starting other threads; afterwards the struct is
  * read-only and may be read from any thread (config_api_key_ok / config_cors_origin_allowed only
@@ -108,7 +110,8 @@ void config_free(server_config *cfg);
 
 typedef enum config_result {
     CONFIG_OK = 0,   /* loaded: go on */
-    CONFIG_EXIT = 1, /* --help / --version / --print-config-table printed: exit(0) */
+    CONFIG_EXIT = 1, /* --help / --version / --print-config-table / --print-config-file
+                        printed: exit(0) */
     CONFIG_ERROR = 2 /* invalid: err holds the message; exit(2) */
 } config_result;
 
