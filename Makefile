@@ -70,6 +70,7 @@ FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 BINS := $(BUILD)/cloob-server $(BUILD)/cloob-embed
 BENCH_BINS := $(BUILD)/bench_model
 
+.SECONDARY:
 .PHONY: all deps test test-fast unit run bench asan fuzz fuzz-build models install clean help format lint gpu-check
 all: $(BINS) $(BENCH_BINS) $(UNIT_TESTS) $(SHIM_TESTS)
 
@@ -126,7 +127,7 @@ $(BUILD)/tests/shim/%: $(BUILD)/tests/shim/%.o $(BUILD)/libcloobcore.a $(BUILD)/
 
 # ---- test models (tiny random weights, real tokenizer) -------------------------------------
 MODELS := $(BUILD)/models
-$(MODELS)/tiny/model.pt: tools/export_model.py
+$(MODELS)/tiny/model.pt: tools/export_model.py tools/cloob_model.py
 	$(PYTHON) tools/export_model.py --random tiny --seed 1 --tokenizer $(SHARED)/model/google_sp.model --out $(MODELS)/tiny
 models: $(MODELS)/tiny/model.pt
 
@@ -163,7 +164,7 @@ fuzz: fuzz-build
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ_BUILD)/corpus-$$n tests/fuzz/corpus/$$n || exit 1; done
 
 # ---- serving and benchmarks ---------------------------------------------------------------
-run: all
+run: $(BINS)
 	tools/run.sh
 
 bench: all
