@@ -5,6 +5,7 @@
  *   image.c         public API: format sniffing, limits, the pipeline, normalization
  *   image_jpeg.c    JPEG through libjpeg-turbo (bit-identical to Pillow, which uses the same library)
  *   image_png.c     PNG through stb_image (lossless, so any correct decoder matches Pillow)
+ *   image_stb.c     stb_image itself (PNG only) with capped allocations
  *   image_bmp.c     BMP, our own reader: Pillow's mode rules and 16-bit/alpha quirks, which stb's
  *                   BMP reader does not follow
  *   image_gif.c     GIF first frame, our own LZW reader: Pillow keeps palette indices (a transparent
@@ -46,6 +47,11 @@ image_status image_bmp_decode(const uint8_t *data, size_t len, const image_heade
                               char *err, size_t errlen);
 image_status image_gif_decode(const uint8_t *data, size_t len, const image_header *hdr, image *out,
                               char *err, size_t errlen);
+
+/* stb_image's PNG decoder (image_stb.c) with every allocation capped at alloc_cap bytes. Returns
+ * width*height*req_comp bytes (free with free()) or NULL with *why set to stb's reason. */
+uint8_t *image_stb_load_png(const uint8_t *data, size_t len, int req_comp, size_t alloc_cap,
+                            int *width, int *height, const char **why);
 
 /* Bytes per pixel of a decoded image in that mode (see struct image). */
 int image_mode_channels(image_mode mode);

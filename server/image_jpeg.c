@@ -101,6 +101,29 @@ static image_status jpeg_mode_of(const struct jpeg_decompress_struct *cinfo, ima
                       cinfo->num_components);
 }
 
+/*
+ * The *_body functions do the libjpeg work; the exported functions only own the setjmp. A libjpeg
+ * error longjmps out of the body (whose locals are then gone), so no local variable of a function
+ * that called setjmp is ever changed after it - the rule that keeps longjmp well defined.
+ */
+static image_status jpeg_probe_body(struct jpeg_decompress_struct *cinfo, image_header *out,
+                                    char *err, size_t errlen)
+{
+    jpeg_read_header(cinfo, TRUE);
+    image_mode mode = IMAGE_MODE_RGB;
+    J_COLOR_SPACE space = JCS_RGB;
+    image_status st = jpeg_mode_of(cinfo, &mode, &space, err, errlen);
+    if (st != IMAGE_OK)
+        return st;
+    if (cinfo->image_width == 0 || cinfo->image_height == 0)
+        return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: zero-sized image");
+    out->format = IMAGE_FORMAT_JPEG;
+    out->mode = mode;
+    out->width = cinfo->image_width;
+    out->height = cinfo->image_height;
+    return IMAGE_OK;
+}
+
 image_status image_jpeg_probe(const uint8_t *data, size_t len, image_header *out, char *err,
                               size_t errlen)
 {
@@ -113,21 +136,61 @@ image_status image_jpeg_probe(const uint8_t *data, size_t len, image_header *out
     }
     jpeg_create_decompress(&cinfo);
     jpeg_guard_attach(&guard, &cinfo, data, len);
-    jpeg_read_header(&cinfo, TRUE);
-
-    image_mode mode;
-    J_COLOR_SPACE space;
-    image_status st = jpeg_mode_of(&cinfo, &mode, &space, err, errlen);
-    if (st == IMAGE_OK && (cinfo.image_width == 0 || cinfo.image_height == 0))
-        st = image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: zero-sized image");
-    if (st == IMAGE_OK) {
-        out->format = IMAGE_FORMAT_JPEG;
-        out->mode = mode;
-        out->width = cinfo.image_width;
-        out->height = cinfo.image_height;
-    }
+    image_status st = jpeg_probe_body(&cinfo, out, err, errlen);
     jpeg_destroy_decompress(&cinfo);
     return st;
+}
+
+static image_status jpeg_decode_body(struct jpeg_decompress_struct *cinfo,
+                                     const image_header *hdr, image *out, char *err,
+                                     size_t errlen)
+{
+    jpeg_read_header(cinfo, TRUE);
+    image_mode mode = IMAGE_MODE_RGB;
+    J_COLOR_SPACE space = JCS_RGB;
+    image_status st = jpeg_mode_of(cinfo, &mode, &space, err, errlen);
+    if (st != IMAGE_OK)
+        return st;
+    if (mode != hdr->mode || cinfo->image_width != hdr->width ||
+        cinfo->image_height != hdr->height)
+        return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: header changed between reads");
+    /* Pillow's defaults, spelled out: they are what makes the output bit-identical. */
+    cinfo->out_color_space = space;
+    cinfo->dct_method = JDCT_ISLOW;
+    cinfo->do_fancy_upsampling = TRUE;
+    cinfo->scale_num = 1;
+    cinfo->scale_denom = 1;
+
+    jpeg_start_decompress(cinfo);
+    int channels = image_mode_channels(mode);
+    if (cinfo->output_width != hdr->width || cinfo->output_height != hdr->height ||
+        cinfo->output_components != channels)
+        return image_fail(IMAGE_ERR_DECODE, err, errlen,
+                          "jpeg: decoder output %ux%ux%d does not match the header",
+                          cinfo->output_width, cinfo->output_height, cinfo->output_components);
+    st = image_alloc(out, hdr->width, hdr->height, mode);
+    if (st != IMAGE_OK)
+        return st;
+    size_t stride = (size_t)hdr->width * (size_t)channels;
+    while (cinfo->output_scanline < cinfo->output_height) {
+        JSAMPROW rows[8];
+        JDIMENSION first = cinfo->output_scanline;
+        JDIMENSION want = cinfo->output_height - first;
+        if (want > 8)
+            want = 8;
+        for (JDIMENSION i = 0; i < want; i++)
+            rows[i] = out->pixels + (size_t)(first + i) * stride;
+        /* With a memory source libjpeg never suspends, so 0 rows means it gave up. */
+        if (jpeg_read_scanlines(cinfo, rows, want) == 0)
+            return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: no data at scanline %u",
+                              first);
+    }
+    if (mode == IMAGE_MODE_CMYK) { /* Pillow's "CMYK;I" */
+        size_t n = stride * hdr->height;
+        for (size_t i = 0; i < n; i++)
+            out->pixels[i] = (uint8_t)~out->pixels[i];
+    }
+    return IMAGE_OK;
 }
 
 image_status image_jpeg_decode(const uint8_t *data, size_t len, const image_header *hdr,
@@ -135,71 +198,17 @@ image_status image_jpeg_decode(const uint8_t *data, size_t len, const image_head
 {
     struct jpeg_decompress_struct cinfo;
     jpeg_guard guard;
-    image *volatile result = out;
     jpeg_guard_init(&guard, &cinfo);
     if (setjmp(guard.jump)) {
         jpeg_destroy_decompress(&cinfo);
-        image_free(result);
+        image_free(out); /* the body may have allocated it before libjpeg failed */
         return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: %s", guard.message);
     }
     jpeg_create_decompress(&cinfo);
     jpeg_guard_attach(&guard, &cinfo, data, len);
-    jpeg_read_header(&cinfo, TRUE);
-
-    image_mode mode;
-    J_COLOR_SPACE space;
-    image_status st = jpeg_mode_of(&cinfo, &mode, &space, err, errlen);
-    if (st == IMAGE_OK && (mode != hdr->mode || cinfo.image_width != hdr->width ||
-                           cinfo.image_height != hdr->height))
-        st = image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: header changed between reads");
-    if (st != IMAGE_OK) {
-        jpeg_destroy_decompress(&cinfo);
-        return st;
-    }
-    /* Pillow's defaults, spelled out: they are what makes the output bit-identical. */
-    cinfo.out_color_space = space;
-    cinfo.dct_method = JDCT_ISLOW;
-    cinfo.do_fancy_upsampling = TRUE;
-    cinfo.scale_num = 1;
-    cinfo.scale_denom = 1;
-
-    jpeg_start_decompress(&cinfo);
-    int channels = image_mode_channels(mode);
-    if (cinfo.output_width != hdr->width || cinfo.output_height != hdr->height ||
-        cinfo.output_components != channels) {
-        jpeg_destroy_decompress(&cinfo);
-        return image_fail(IMAGE_ERR_DECODE, err, errlen,
-                          "jpeg: decoder output %ux%ux%d does not match the header",
-                          cinfo.output_width, cinfo.output_height, cinfo.output_components);
-    }
-    st = image_alloc(out, hdr->width, hdr->height, mode);
-    if (st != IMAGE_OK) {
-        jpeg_destroy_decompress(&cinfo);
-        return st;
-    }
-    size_t stride = (size_t)hdr->width * (size_t)channels;
-    while (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW rows[8];
-        JDIMENSION first = cinfo.output_scanline;
-        JDIMENSION want = cinfo.output_height - first;
-        if (want > 8)
-            want = 8;
-        for (JDIMENSION i = 0; i < want; i++)
-            rows[i] = out->pixels + (size_t)(first + i) * stride;
-        /* With a memory source libjpeg never suspends, so 0 rows means it gave up. */
-        if (jpeg_read_scanlines(&cinfo, rows, want) == 0) {
-            jpeg_destroy_decompress(&cinfo);
-            image_free(out);
-            return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: no data at scanline %u",
-                              first);
-        }
-    }
-    jpeg_destroy_decompress(&cinfo);
-
-    if (mode == IMAGE_MODE_CMYK) {
-        size_t n = stride * hdr->height;
-        for (size_t i = 0; i < n; i++)
-            out->pixels[i] = (uint8_t)~out->pixels[i];
-    }
-    return IMAGE_OK;
+    image_status st = jpeg_decode_body(&cinfo, hdr, out, err, errlen);
+    jpeg_destroy_decompress(&cinfo); /* not jpeg_finish_decompress: see the top of the file */
+    if (st != IMAGE_OK)
+        image_free(out);
+    return st;
 }

@@ -1,5 +1,5 @@
 /*
- * image_png.c - PNG through stb_image (compiled here, PNG only). PNG is lossless, so a correct
+ * image_png.c - PNG through stb_image (compiled in image_stb.c, PNG only). PNG is lossless, so a correct
  * decoder gives Pillow's pixels once the mode is the one Pillow picks (PngImagePlugin._MODES):
  *
  *   colour type 0 (grey):  1 bit -> mode 1; 2/4/8 bit -> L (scaled x85 / x17 like Pillow's L;2,
@@ -21,56 +21,11 @@
  * cap derived from the header, so a zlib bomb fails instead of inflating gigabytes.
  */
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "image_internal.h"
-
-/* ---- stb_image, PNG only, allocations capped per thread ---------------------------------- */
-
-static _Thread_local size_t png_alloc_cap;
-
-static void *png_capped_malloc(size_t n)
-{
-    return n <= png_alloc_cap ? malloc(n) : NULL;
-}
-
-static void *png_capped_realloc(void *p, size_t n)
-{
-    return n <= png_alloc_cap ? realloc(p, n) : NULL;
-}
-
-#define STBI_MALLOC(sz) png_capped_malloc(sz)
-#define STBI_REALLOC(p, newsz) png_capped_realloc(p, newsz)
-#define STBI_FREE(p) free(p)
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_STATIC
-#define STBI_ONLY_PNG
-#define STBI_NO_STDIO
-#define STBI_NO_LINEAR
-#define STBI_NO_HDR
-#define STBI_MAX_DIMENSIONS (1 << 24)
-
-#if defined(__clang__)
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Weverything"
-#elif defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wall"
-#pragma GCC diagnostic ignored "-Wextra"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wformat=2"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wmisleading-indentation"
-#endif
-#include <stb/stb_image.h>
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#elif defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
 
 /* ---- our own chunk walk --------------------------------------------------------------------- */
 
@@ -158,7 +113,7 @@ image_status image_png_probe(const uint8_t *data, size_t len, image_header *out,
     if (ihdr[10] != 0 || ihdr[11] != 0 || ihdr[12] > 1)
         return image_fail(IMAGE_ERR_DECODE, err, errlen,
                           "png: unknown compression, filter or interlace method");
-    image_mode mode;
+    image_mode mode = IMAGE_MODE_RGB;
     image_status st = png_mode_of(ihdr[8], ihdr[9], &mode, err, errlen);
     if (st != IMAGE_OK)
         return st;
@@ -220,17 +175,6 @@ static image_status png_walk(const uint8_t *data, size_t len, png_layout *lay, c
     return IMAGE_OK;
 }
 
-/* Runs stb on data with the allocation cap set; returns stb's buffer (free with free()). */
-static uint8_t *png_stb_load(const uint8_t *data, size_t len, int req_comp, size_t cap, int *w,
-                             int *h)
-{
-    int n = 0;
-    png_alloc_cap = cap;
-    uint8_t *pixels = stbi_load_from_memory(data, (int)len, w, h, &n, req_comp);
-    png_alloc_cap = 0;
-    return pixels;
-}
-
 image_status image_png_decode(const uint8_t *data, size_t len, const image_header *hdr, image *out,
                               char *err, size_t errlen)
 {
@@ -264,12 +208,11 @@ image_status image_png_decode(const uint8_t *data, size_t len, const image_heade
     int channels = image_mode_channels(hdr->mode);
     int req = is_palette ? 1 : channels;
     int w = 0, h = 0;
-    uint8_t *pixels = png_stb_load(src, len, req, (size_t)cap, &w, &h);
+    const char *why = NULL;
+    uint8_t *pixels = image_stb_load_png(src, len, req, (size_t)cap, &w, &h, &why);
     free(copy);
-    if (!pixels) {
-        const char *why = stbi_failure_reason();
+    if (!pixels)
         return image_fail(IMAGE_ERR_DECODE, err, errlen, "png: %s", why ? why : "corrupt data");
-    }
     if ((uint32_t)w != hdr->width || (uint32_t)h != hdr->height) {
         free(pixels);
         return image_fail(IMAGE_ERR_DECODE, err, errlen, "png: size changed while decoding");

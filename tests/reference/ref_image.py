@@ -189,3 +189,60 @@ def bmp_bytes(width, height, bits, rows, palette=None, compression=0, masks=None
     offset = 14 + len(info) + len(extra) + len(pal)
     head = b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
     return head + info + extra + pal + pixels
+
+
+# ---- fuzz seeds ----------------------------------------------------------------------------
+
+
+def fuzz_seeds():
+    """Tiny files (< 2 KB) of every format and mode the decoders handle: the fuzz seed corpus."""
+    rng = np.random.default_rng(1)
+    rgb = Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8))
+    rgba = Image.fromarray(rng.integers(0, 256, (9, 11, 4), dtype=np.uint8), "RGBA")
+
+    def save(im, fmt, **kw):
+        b = io.BytesIO()
+        im.save(b, fmt, **kw)
+        return b.getvalue()
+
+    pal = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(8)]
+    idx = rng.integers(0, 8, 7 * 5).tolist()
+    seeds = {
+        "rgb.png": save(rgb, "PNG"),
+        "rgba.png": save(rgba, "PNG"),
+        "la.png": save(rgba.convert("LA"), "PNG"),
+        "l.png": save(rgb.convert("L"), "PNG"),
+        "p_trns.png": save(rgb.quantize(6), "PNG", transparency=2),
+        "bilevel.png": save(rgb.convert("1"), "PNG"),
+        "rgb16_interlaced.png": png_bytes(5, 4, 2, 16, [bytes(range(30))] * 4, interlace=True),
+        "grey2.png": png_bytes(9, 3, 0, 2, [pack_bits([0, 1, 2, 3] * 2 + [1], 2)] * 3),
+        "baseline.jpg": save(rgb, "JPEG"),
+        "progressive.jpg": save(rgb, "JPEG", progressive=True),
+        "grey.jpg": save(rgb.convert("L"), "JPEG"),
+        "cmyk.jpg": save(rgb.convert("CMYK"), "JPEG"),
+        "rgb24.bmp": save(rgb, "BMP"),
+        "p8.bmp": save(rgb.quantize(5), "BMP"),
+        "bilevel.bmp": save(rgb.convert("1"), "BMP"),
+        "rgb565.bmp": bmp_bytes(3, 2, 16, [bytes(range(6))] * 2, compression=3, masks=(0xF800, 0x7E0, 0x1F)),
+        "bgra32.bmp": bmp_bytes(3, 2, 32, [bytes(range(12))] * 2, compression=3,
+                                masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000), header_size=108),
+        "p.gif": save(rgb, "GIF"),
+        "trns_offset.gif": gif_bytes((9, 8), (1, 2, 7, 5), idx, global_palette=pal, transparency=3),
+        "local_interlaced.gif": gif_bytes((7, 5), (0, 0, 7, 5), idx, local_palette=pal, interlace=True),
+    }
+    for name, data in seeds.items():
+        assert len(data) < 2048, (name, len(data))
+    return seeds
+
+
+if __name__ == "__main__":
+    import pathlib
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "--fuzz-seeds":
+        sys.exit("usage: ref_image.py --fuzz-seeds DIR")
+    out = pathlib.Path(sys.argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in fuzz_seeds().items():
+        (out / name).write_bytes(data)
+    print(f"wrote {len(fuzz_seeds())} seeds to {out}")

@@ -1,0 +1,46 @@
+/*
+ * fuzz_image.c - libFuzzer target for the whole image pipeline (server/image*.c): any byte string
+ * must give IMAGE_OK with a finite tensor or a clean error status, never a crash, an overrun, a
+ * leak or an allocation beyond the limits. Limits are small (4 MP, 4096 per side) so the fuzzer
+ * spends its time in parsers instead of large resizes.
+ *
+ * Seeds: tests/fuzz/corpus/fuzz_image/ (tiny JPEG/PNG/BMP/GIF of every mode; regenerate with
+ * `python3 tests/reference/ref_image.py --fuzz-seeds tests/fuzz/corpus/fuzz_image`), plus every
+ * crash input found so far.
+ */
+#include "image.c"
+#include "image_bmp.c"
+#include "image_gif.c"
+#include "image_jpeg.c"
+#include "image_png.c"
+#include "image_resize.c"
+#include "image_stb.c"
+
+#include <assert.h>
+#include <math.h>
+
+#define FUZZ_SIZE 224
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    static const float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    static float out[3 * FUZZ_SIZE * FUZZ_SIZE];
+    image_limits lim = {.max_pixels = 4000000, .max_side = 4096};
+    char err[256];
+
+    image_header h;
+    image_status probed = image_probe(data, size, &h);
+    image_status st = image_preprocess(data, size, &lim, FUZZ_SIZE, mean, std, out, err, sizeof err);
+    assert(st >= IMAGE_OK && st <= IMAGE_ERR_ARGUMENT);
+    if (st == IMAGE_OK) {
+        /* what decodes must have probed, within the limits */
+        assert(probed == IMAGE_OK);
+        assert((uint64_t)h.width * h.height <= lim.max_pixels);
+        for (size_t i = 0; i < sizeof out / sizeof out[0]; i++)
+            assert(isfinite(out[i]));
+    } else {
+        assert(err[0] != '\0'); /* every failure says why */
+    }
+    return 0;
+}
