@@ -671,10 +671,10 @@ int api_write_error(jbuf *b, const api_error *e) {
 
 /* ---- arithmetic -------------------------------------------------------------------------------- */
 
-float api_dot(const float *a, const float *b, int dim) {
+double api_dot(const float *a, const float *b, int dim) {
     double s = 0;
     for (int i = 0; i < dim; i++) s += (double)a[i] * (double)b[i];
-    return (float)s;
+    return s;
 }
 
 void api_l2_normalize(float *v, int dim) {
@@ -698,7 +698,7 @@ void api_classify_scores(const float *image, const float *labels, int n, int dim
     double *cos = work, *prob = work + n;
     double mx = -INFINITY;
     for (int i = 0; i < n; i++) {
-        cos[i] = (double)api_dot(image, labels + (size_t)i * (size_t)dim, dim);
+        cos[i] = api_dot(image, labels + (size_t)i * (size_t)dim, dim);
         if (scale * cos[i] > mx) mx = scale * cos[i];
     }
     double sum = 0;

@@ -204,7 +204,7 @@ int api_write_error(jbuf *b, const api_error *e);
 
 /* v /= |v| (a zero vector stays zero). */
 void api_l2_normalize(float *v, int dim);
-float api_dot(const float *a, const float *b, int dim);
+double api_dot(const float *a, const float *b, int dim); /* accumulated in double */
 
 /*
  * Zero-shot scoring of one image against n labels (SPEC.md section 6): image and labels must be

@@ -213,7 +213,7 @@ static int load_model(batcher *b) {
         st = cloob_model_warmup(b->model, ib, ib[1] > 1 ? 2 : 1, tb, tb[1] > 1 ? 2 : 1, tl, 2, err,
                                 sizeof err);
         if (st != CLOOB_OK) {
-            snprintf(b->load_error, sizeof b->load_error, "warm-up failed: %s (%s)", err,
+            snprintf(b->load_error, sizeof b->load_error, "warm-up failed: %.400s (%s)", err,
                      cloob_status_name(st));
             return -1;
         }
