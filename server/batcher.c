@@ -58,6 +58,8 @@ void batch_job_note_time(batch_job *job, int stage, int64_t ns) {
     pthread_mutex_unlock(&job->lock);
 }
 
+static void item_finish_v(batch_item *it, api_err err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 static void item_finish_v(batch_item *it, api_err err, const char *fmt, va_list ap) {
     batch_job *job = it->job;
     free(it->pixels);
@@ -65,7 +67,11 @@ static void item_finish_v(batch_item *it, api_err err, const char *fmt, va_list 
     pthread_mutex_lock(&job->lock);
     if (err != API_OK && job->err == API_OK) {
         job->err = err;
-        vsnprintf(job->message, sizeof job->message, fmt ? fmt : "", ap);
+        if (fmt) {
+            vsnprintf(job->message, sizeof job->message, fmt, ap);
+        } else {
+            snprintf(job->message, sizeof job->message, "%s", api_err_type(err));
+        }
     }
     int last = --job->pending == 0;
     pthread_mutex_unlock(&job->lock);
