@@ -517,6 +517,101 @@ fail:
     return -1;
 }
 
+int api_parse_openai(const char *body, size_t len, const api_limits *lim, api_request *out,
+                     api_error *err) {
+    request_clear(out);
+    cJSON *root = parse_object(body, len, err);
+    if (!root) return -1;
+    out->json_root = root;
+    out->openai = 1;
+    out->normalize = 1;
+    out->truncate = lim->default_truncate;
+    const cJSON *mod = cJSON_GetObjectItemCaseSensitive(root, "modality");
+    int image = 0;
+    if (mod && !cJSON_IsNull(mod)) {
+        if (!cJSON_IsString(mod) || (strcmp(mod->valuestring, "text") && strcmp(mod->valuestring, "image"))) {
+            api_fail(err, API_ERR_BAD_FIELD, "'modality' must be \"text\" or \"image\"");
+            goto fail;
+        }
+        image = strcmp(mod->valuestring, "image") == 0;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (model && !cJSON_IsNull(model)) {
+        if (!cJSON_IsString(model)) {
+            api_fail(err, API_ERR_BAD_FIELD, "'model' must be a string");
+            goto fail;
+        }
+        out->model_name = model->valuestring;
+    }
+    const cJSON *dims = cJSON_GetObjectItemCaseSensitive(root, "dimensions");
+    if (dims && !cJSON_IsNull(dims)) {
+        if (!cJSON_IsNumber(dims) || dims->valuedouble != floor(dims->valuedouble) || dims->valuedouble < 1 ||
+            dims->valuedouble > 1e6) {
+            api_fail(err, API_ERR_BAD_FIELD, "'dimensions' must be a positive integer");
+            goto fail;
+        }
+        out->dimensions = (int)dims->valuedouble;
+    }
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(root, "input");
+    if (cJSON_IsArray(in) && in->child && (cJSON_IsNumber(in->child) || cJSON_IsArray(in->child))) {
+        api_fail(err, API_ERR_BAD_FIELD, "'input' as token ids is not supported: send strings");
+        goto fail;
+    }
+    if (get_common(root, out, err)) goto fail;
+    out->normalize = 1; /* OpenAI embeddings are unit vectors; "normalize" is not part of this API */
+    if (image) {
+        if (get_string_list(root, "input", NULL, 1, lim->max_images, 1, 0, &out->images, &out->n_images, err)) {
+            /* "input" may also be a single string */
+            const cJSON *one = cJSON_GetObjectItemCaseSensitive(root, "input");
+            if (!cJSON_IsString(one)) goto fail;
+            out->images = calloc(1, sizeof *out->images);
+            if (!out->images) {
+                api_fail(err, API_ERR_INTERNAL, "out of memory");
+                goto fail;
+            }
+            out->images[0].data = one->valuestring;
+            out->images[0].len = strlen(one->valuestring);
+            out->n_images = 1;
+        }
+        for (int i = 0; i < out->n_images; i++) {
+            api_error e2;
+            if (api_strip_data_uri(out->images[i].data, out->images[i].len, &out->images[i], &e2)) {
+                api_fail(err, e2.code, "input[%d]: %s", i, e2.message);
+                goto fail;
+            }
+            if (out->images[i].len == 0) {
+                api_fail(err, API_ERR_BAD_FIELD, "input[%d] is empty", i);
+                goto fail;
+            }
+        }
+    } else {
+        const cJSON *one = cJSON_GetObjectItemCaseSensitive(root, "input");
+        if (cJSON_IsString(one)) {
+            size_t l = strlen(one->valuestring);
+            if (lim->max_text_bytes > 0 && l > (size_t)lim->max_text_bytes) {
+                api_fail(err, API_ERR_TEXT_TOO_LONG, "'input' is %zu bytes long; at most %d bytes are allowed", l,
+                         lim->max_text_bytes);
+                goto fail;
+            }
+            out->texts = calloc(1, sizeof *out->texts);
+            if (!out->texts) {
+                api_fail(err, API_ERR_INTERNAL, "out of memory");
+                goto fail;
+            }
+            out->texts[0].data = one->valuestring;
+            out->texts[0].len = l;
+            out->n_texts = 1;
+        } else if (get_string_list(root, "input", NULL, 1, lim->max_texts, 1, lim->max_text_bytes, &out->texts,
+                                   &out->n_texts, err)) {
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    api_request_free(out);
+    return -1;
+}
+
 static int parse_query_bool(const char *s, int *out) {
     if (!strcmp(s, "true") || !strcmp(s, "1")) {
         *out = 1;
@@ -632,6 +727,35 @@ int api_write_embeddings(jbuf *b, const api_model_desc *m, const float *emb, int
         jbuf_append(b, "}", 1);
     }
     jbuf_puts(b, "]}");
+    return b->overflow ? -1 : 0;
+}
+
+int api_write_openai(jbuf *b, const api_model_desc *m, const char *model_name, const float *emb, int n,
+                     api_encoding enc, const api_text_stats *text_stats) {
+    jbuf_puts(b, "{\"object\":\"list\",\"data\":[");
+    long long tokens = 0;
+    for (int i = 0; i < n && !b->overflow; i++) {
+        const float *v = emb + (size_t)i * (size_t)m->dim;
+        jbuf_printf(b, "%s{\"object\":\"embedding\",\"index\":%d,\"embedding\":", i ? "," : "", i);
+        if (enc == API_ENCODING_BASE64) {
+            write_b64_vector(b, v, m->dim);
+        } else {
+            jbuf_append(b, "[", 1);
+            for (int k = 0; k < m->dim; k++) {
+                if (k) jbuf_append(b, ",", 1);
+                jbuf_float(b, v[k]);
+            }
+            jbuf_append(b, "]", 1);
+        }
+        jbuf_append(b, "}", 1);
+        if (text_stats) tokens += text_stats[i].tokens;
+    }
+    /* The model that actually answered; a client's "model" is accepted as it is (one model per
+     * server) and not echoed, so a response never claims to come from a model it did not. */
+    (void)model_name;
+    jbuf_puts(b, "],\"model\":");
+    jbuf_json_string(b, m->name ? m->name : "", m->name ? strlen(m->name) : 0);
+    jbuf_printf(b, ",\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld}}", tokens, tokens);
     return b->overflow ? -1 : 0;
 }
 

@@ -121,6 +121,11 @@ typedef struct api_request {
     int top_k;                  /* 1..n_labels; default n_labels */
     double scale;               /* softmax(scale * cos); default api_limits.default_scale */
 
+    /* /v1/embeddings (OpenAI-compatible) */
+    int openai;                 /* 1: write the OpenAI response shape */
+    int dimensions;             /* requested dimensions (0 = not given); must equal the model's */
+    const char *model_name;     /* the request's "model" (borrowed), NULL if absent */
+
     void *json_root;            /* the cJSON tree the inputs point into (owned) */
 } api_request;
 
@@ -138,6 +143,13 @@ int api_parse_embed_text(const char *body, size_t len, const api_limits *lim, ap
                          api_error *err);
 int api_parse_classify(const char *body, size_t len, const api_limits *lim, api_request *out,
                        api_error *err);
+/*
+ * POST /v1/embeddings, OpenAI-compatible: {"input": str | [str..], "model": str?,
+ * "encoding_format": "float"|"base64", "dimensions": int?, "user": str?, "modality": "text"|"image"}.
+ * modality (an extension, as in infinity) picks whether the inputs are texts or images (base64 /
+ * data: URIs); default text. Token-id arrays are refused (400). Embeddings are always normalized.
+ */
+int api_parse_openai(const char *body, size_t len, const api_limits *lim, api_request *out, api_error *err);
 /* A raw image body (Content-Type image/...): one input borrowing body; options from the query
  * string (normalize, encoding_format), passed as NULL when absent. */
 int api_raw_image_request(const char *body, size_t len, const char *normalize_q,
@@ -184,6 +196,11 @@ typedef struct api_text_stats {
  */
 int api_write_embeddings(jbuf *b, const api_model_desc *m, const float *emb, int n, int normalized,
                          api_encoding enc, const api_text_stats *text_stats);
+
+/* {"object":"list","data":[{"object":"embedding","index":i,"embedding":..}..],"model":..,
+ *  "usage":{"prompt_tokens":n,"total_tokens":n}}  tokens: per input (texts) or NULL (images). */
+int api_write_openai(jbuf *b, const api_model_desc *m, const char *model_name, const float *emb, int n,
+                     api_encoding enc, const api_text_stats *text_stats);
 
 /* One /classify result row. */
 typedef struct api_label_score {

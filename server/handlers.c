@@ -136,6 +136,13 @@ int handlers_prepare(const handlers_ctx *ctx, handler_kind kind, const char *bod
     case HANDLER_CLASSIFY:
         rc = api_parse_classify(body, len, &ctx->limits, &w->req, err);
         break;
+    case HANDLER_OPENAI_EMBEDDINGS:
+        rc = api_parse_openai(body, len, &ctx->limits, &w->req, err);
+        if (rc == 0 && w->req.dimensions && w->req.dimensions != w->dim) {
+            rc = api_fail(err, API_ERR_BAD_FIELD, "'dimensions' must be %d for this model (no shortening)", w->dim);
+            api_request_free(&w->req);
+        }
+        break;
     default:
         rc = api_fail(err, API_ERR_NOT_FOUND, "no such endpoint");
     }
@@ -286,14 +293,15 @@ int handlers_finish(const handlers_ctx *ctx, handler_work *w, jbuf *out, api_err
     if (w->kind == HANDLER_CLASSIFY) {
         rc = finish_classify(ctx, w, out, err);
     } else {
-        int n = w->kind == HANDLER_EMBED_IMAGE ? r->n_images : r->n_texts;
-        float *emb = w->out + (w->kind == HANDLER_EMBED_IMAGE ? 0 : (size_t)w->n_out_images * (size_t)w->dim);
+        int images = r->n_images > 0;
+        int n = images ? r->n_images : r->n_texts;
+        float *emb = w->out + (images ? 0 : (size_t)w->n_out_images * (size_t)w->dim);
         if (r->normalize) {
             for (int i = 0; i < n; i++) api_l2_normalize(emb + (size_t)i * (size_t)w->dim, w->dim);
         }
         api_text_stats *stats = NULL;
-        if (w->kind == HANDLER_EMBED_TEXT) {
-            stats = calloc((size_t)n, sizeof *stats);
+        if (!images) {
+            stats = calloc(n > 0 ? (size_t)n : 1, sizeof *stats);
             if (!stats) {
                 api_fail(err, API_ERR_INTERNAL, "out of memory");
                 return 500;
@@ -305,7 +313,9 @@ int handlers_finish(const handlers_ctx *ctx, handler_work *w, jbuf *out, api_err
             }
         }
         api_model_desc md = model_desc(ctx);
-        if (api_write_embeddings(out, &md, emb, n, r->normalize, r->encoding, stats)) {
+        int wrc = r->openai ? api_write_openai(out, &md, r->model_name, emb, n, r->encoding, stats)
+                            : api_write_embeddings(out, &md, emb, n, r->normalize, r->encoding, stats);
+        if (wrc) {
             rc = api_fail(err, API_ERR_INTERNAL, "the response exceeds %zu bytes", out->max);
         }
         free(stats);

@@ -37,7 +37,7 @@
 #include "log.h"
 
 const char *const http_route_names[HTTP_ROUTE_COUNT] = {
-    "/embed/image", "/embed/text", "/classify", "/healthz", "/readyz",
+    "/embed/image", "/embed/text", "/classify", "/v1/embeddings", "/healthz", "/readyz",
     "/metrics",     "/info",       "/openapi.yaml", "other",
 };
 
@@ -46,7 +46,8 @@ enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_OPTIONS = 8, M_OTHER = 16 };
 /* Methods each route takes (besides OPTIONS, which every route answers for CORS preflight). */
 static const int k_route_methods[HTTP_ROUTE_COUNT] = {
     [HTTP_ROUTE_EMBED_IMAGE] = M_POST, [HTTP_ROUTE_EMBED_TEXT] = M_POST,
-    [HTTP_ROUTE_CLASSIFY] = M_POST,    [HTTP_ROUTE_HEALTHZ] = M_GET | M_HEAD,
+    [HTTP_ROUTE_CLASSIFY] = M_POST,    [HTTP_ROUTE_OPENAI_EMBEDDINGS] = M_POST,
+    [HTTP_ROUTE_HEALTHZ] = M_GET | M_HEAD,
     [HTTP_ROUTE_READYZ] = M_GET | M_HEAD, [HTTP_ROUTE_METRICS] = M_GET | M_HEAD,
     [HTTP_ROUTE_INFO] = M_GET | M_HEAD, [HTTP_ROUTE_OPENAPI] = M_GET | M_HEAD,
     [HTTP_ROUTE_OTHER] = 0,
@@ -440,7 +441,8 @@ static enum MHD_Result handle_model_post(http_req *r) {
     http_server *s = r->srv;
     handler_kind kind = r->route == HTTP_ROUTE_EMBED_IMAGE  ? HANDLER_EMBED_IMAGE
                         : r->route == HTTP_ROUTE_EMBED_TEXT ? HANDLER_EMBED_TEXT
-                                                            : HANDLER_CLASSIFY;
+                        : r->route == HTTP_ROUTE_CLASSIFY   ? HANDLER_CLASSIFY
+                                                            : HANDLER_OPENAI_EMBEDDINGS;
     const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
     api_content_kind ck = api_content_type_kind(ct);
     handler_raw_opts raw = {0, NULL, NULL};

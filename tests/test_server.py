@@ -335,6 +335,38 @@ def test_classify_label_cache(client, server, images):
     assert items_text == 5
 
 
+# ---- /v1/embeddings (OpenAI-compatible) ----------------------------------------------------------
+
+def test_openai_embeddings_text(client):
+    r = client.post("/v1/embeddings", json={"input": ["犬", "猫の写真"], "model": "text-embedding-3-small"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["object"] == "list" and out["model"] == "random-tiny"
+    assert [d["object"] for d in out["data"]] == ["embedding", "embedding"]
+    assert out["usage"]["prompt_tokens"] == 3 + 4 == out["usage"]["total_tokens"]
+    native = embed_texts(client, ["犬", "猫の写真"])
+    for a, b in zip(out["data"], native["data"]):
+        np.testing.assert_allclose(vec(a), vec(b), rtol=0, atol=1e-6)
+    one = client.post("/v1/embeddings", json={"input": "犬", "encoding_format": "base64"}).json()
+    np.testing.assert_allclose(vec(one["data"][0]), vec(native["data"][0]), rtol=0, atol=1e-6)
+
+
+def test_openai_embeddings_image_and_errors(client, images):
+    jpg = images["rocket.jpg"]
+    r = client.post("/v1/embeddings", json={"input": "data:image/jpeg;base64," + e2e.b64(jpg), "modality": "image"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["usage"]["prompt_tokens"] == 0
+    np.testing.assert_allclose(vec(out["data"][0]), vec(embed_images(client, [jpg])["data"][0]), rtol=0, atol=1e-6)
+    dim = out["data"][0]["embedding"].__len__()
+    assert client.post("/v1/embeddings", json={"input": "犬", "dimensions": dim}).status_code == 200
+    assert_error(client.post("/v1/embeddings", json={"input": "犬", "dimensions": dim + 1}), 400, "invalid_request")
+    assert_error(client.post("/v1/embeddings", json={"input": [[1, 2, 3]]}), 400, "invalid_request")
+    assert_error(client.post("/v1/embeddings", json={"input": "犬", "modality": "audio"}), 400, "invalid_request")
+    assert_error(client.post("/v1/embeddings", json={}), 400, "invalid_request")
+    assert_error(client.post("/v1/embeddings", json={"input": ["a"] * 17}), 422, "too_many_items")
+
+
 # ---- errors -------------------------------------------------------------------------------------------
 
 def assert_error(r, status, etype=None):
