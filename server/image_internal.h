@@ -53,6 +53,10 @@ image_status image_gif_decode(const uint8_t *data, size_t len, const image_heade
 uint8_t *image_stb_load_png(const uint8_t *data, size_t len, int req_comp, size_t alloc_cap,
                             int *width, int *height, const char **why);
 
+/* Test hook: on != 0 makes the resize use its scalar kernels instead of AVX2 (same results; the
+ * parity tests check both). Process-wide; do not call while other threads resize. */
+void image_resize_force_scalar(int on);
+
 /* Bytes per pixel of a decoded image in that mode (see struct image). */
 int image_mode_channels(image_mode mode);
 

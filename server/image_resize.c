@@ -42,11 +42,13 @@ static inline uint8_t clip8_fixed(int32_t acc)
 
 /* Fixed-point filter taps for a run of output indices of one pass. */
 typedef struct resample_taps {
-    int ksize;        /* taps per output index */
+    int ksize;        /* Pillow's taps per output index */
+    int kstride;      /* weight row length: ksize + 1 rounded up to 8, zero-padded, so the SIMD
+                         kernels may read whole groups of taps past n */
     int count;        /* output indices covered */
     int *first;       /* [count] first source index */
     int *n;           /* [count] number of taps used */
-    int32_t *weight;  /* [count * ksize] */
+    int32_t *weight;  /* [count * kstride] 22-bit fixed point */
 } resample_taps;
 
 static void taps_free(resample_taps *t)
@@ -77,16 +79,18 @@ static int taps_init(resample_taps *t, uint32_t in_size, int64_t out_size, int64
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = 1.0 * filterscale;
     int ksize = (int)ceil(support) * 2 + 1;
+    int kstride = (ksize + 1 + 7) & ~7;
     double *w = malloc((size_t)ksize * sizeof *w);
     t->first = malloc((size_t)count * sizeof *t->first);
     t->n = malloc((size_t)count * sizeof *t->n);
-    t->weight = calloc((size_t)count * (size_t)ksize, sizeof *t->weight);
+    t->weight = calloc((size_t)count * (size_t)kstride, sizeof *t->weight);
     if (!w || !t->first || !t->n || !t->weight) {
         free(w);
         taps_free(t);
         return 0;
     }
     t->ksize = ksize;
+    t->kstride = kstride;
     t->count = count;
     double ss = 1.0 / filterscale;
     for (int i = 0; i < count; i++) {
@@ -110,7 +114,7 @@ static int taps_init(resample_taps *t, uint32_t in_size, int64_t out_size, int64
             w[x] = v;
             ww += v;
         }
-        int32_t *k = t->weight + (size_t)i * (size_t)ksize;
+        int32_t *k = t->weight + (size_t)i * (size_t)kstride;
         for (int x = 0; x < xmax; x++) {
             double v = ww != 0.0 ? w[x] / ww : w[x];
             k[x] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS))
@@ -136,42 +140,100 @@ static void taps_span(const resample_taps *t, int *lo, int *hi)
     }
 }
 
-/* One row of the horizontal pass; src[0] is source column `origin`. C is a compile-time constant
- * at every call site (see hpass_row), so the channel loops unroll. */
-static inline __attribute__((always_inline)) void hpass_row_c(const uint8_t *src, int origin,
-                                                              const resample_taps *t, int C,
-                                                              uint8_t *dst)
+/*
+ * The passes' kernels. All arithmetic is Pillow's: 32-bit integer sums of uint8 * 22-bit weight
+ * starting at 2^21, then >> 22 and clipped. Bilinear weights are never negative, so every partial
+ * sum lies between 0 and the final one (< 2^31): any summation order gives the same integers, and
+ * the AVX2 kernels below are bit-identical to the scalar ones (the parity tests run both).
+ *
+ * The horizontal pass reads a "span": the source columns the taps touch, copied with 1 byte per
+ * pixel (mode L) or 4 (every other mode: LA as L,0,0,A and RGB as R,G,B,0, premultiplied when
+ * asked), followed by SPAN_PAD zero bytes so kernels may read a few pixels past a window.
+ */
+#define SPAN_PAD 32
+
+static void fill_span(const uint8_t *src, size_t pixels, int C, int premul, uint8_t *span)
+{
+    if (C == 1) {
+        memcpy(span, src, pixels);
+    } else {
+        for (size_t i = 0; i < pixels; i++) {
+            const uint8_t *s = src + i * (size_t)C;
+            uint8_t *d = span + 4 * i;
+            unsigned a = s[C - 1];
+            switch (C) {
+            case 2:
+                d[0] = (uint8_t)(premul ? muldiv255(s[0], a) : s[0]);
+                d[1] = d[2] = 0;
+                d[3] = (uint8_t)a;
+                break;
+            case 3:
+                d[0] = s[0];
+                d[1] = s[1];
+                d[2] = s[2];
+                d[3] = 0;
+                break;
+            default:
+                for (int c = 0; c < 3; c++)
+                    d[c] = (uint8_t)(premul ? muldiv255(s[c], a) : s[c]);
+                d[3] = (uint8_t)a;
+                break;
+            }
+        }
+    }
+    memset(span + pixels * (C == 1 ? 1 : 4), 0, SPAN_PAD);
+}
+
+/* Stores the 4 lanes of one horizontal output pixel (sums already shifted) as C channels. */
+static inline void store_lanes(const int32_t v[4], int C, uint8_t *dst)
+{
+#define CLAMP255(x) (uint8_t)((x) < 0 ? 0 : (x) > 255 ? 255 : (x))
+    switch (C) {
+    case 2:
+        dst[0] = CLAMP255(v[0]);
+        dst[1] = CLAMP255(v[3]);
+        break;
+    default:
+        for (int c = 0; c < C; c++)
+            dst[c] = CLAMP255(v[c]);
+        break;
+    }
+#undef CLAMP255
+}
+
+static void hpass_scalar(const uint8_t *span, int origin, const resample_taps *t, int C,
+                         uint8_t *dst)
 {
     for (int xx = 0; xx < t->count; xx++) {
-        const int32_t *k = t->weight + (size_t)xx * (size_t)t->ksize;
-        const uint8_t *s = src + (size_t)(t->first[xx] - origin) * (size_t)C;
+        const int32_t *k = t->weight + (size_t)xx * (size_t)t->kstride;
+        int n = t->n[xx];
+        if (C == 1) {
+            const uint8_t *s = span + (t->first[xx] - origin);
+            int32_t acc = 1 << (PRECISION_BITS - 1);
+            for (int i = 0; i < n; i++)
+                acc += (int32_t)s[i] * k[i];
+            dst[xx] = clip8_fixed(acc);
+            continue;
+        }
+        const uint8_t *s = span + (size_t)(t->first[xx] - origin) * 4;
         int32_t acc[4] = {1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1),
                           1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1)};
-        int n = t->n[xx];
         for (int i = 0; i < n; i++)
-            for (int c = 0; c < C; c++)
-                acc[c] += (int32_t)s[i * C + c] * k[i];
-        for (int c = 0; c < C; c++)
-            dst[xx * C + c] = clip8_fixed(acc[c]);
+            for (int c = 0; c < 4; c++)
+                acc[c] += (int32_t)s[4 * i + c] * k[i];
+        for (int c = 0; c < 4; c++)
+            acc[c] >>= PRECISION_BITS;
+        store_lanes(acc, C, dst + (size_t)xx * (size_t)C);
     }
 }
 
-static void hpass_row(const uint8_t *src, int origin, const resample_taps *t, int C, uint8_t *dst)
-{
-    switch (C) {
-    case 1: hpass_row_c(src, origin, t, 1, dst); break;
-    case 2: hpass_row_c(src, origin, t, 2, dst); break;
-    case 3: hpass_row_c(src, origin, t, 3, dst); break;
-    default: hpass_row_c(src, origin, t, 4, dst); break;
-    }
-}
-
-/* The vertical pass: rows of `in` (row 0 is source row `origin`, row_len bytes each) -> out. */
-static void vpass(const uint8_t *in, int origin, size_t row_len, const resample_taps *t,
-                  int32_t *acc, uint8_t *out)
+/* The vertical pass: rows of `in` (row 0 is source row `origin`, row_len bytes each) -> out.
+ * acc: row_len scratch integers. */
+static void vpass_scalar(const uint8_t *in, int origin, size_t row_len, const resample_taps *t,
+                         int32_t *acc, uint8_t *out)
 {
     for (int yy = 0; yy < t->count; yy++) {
-        const int32_t *k = t->weight + (size_t)yy * (size_t)t->ksize;
+        const int32_t *k = t->weight + (size_t)yy * (size_t)t->kstride;
         for (size_t j = 0; j < row_len; j++)
             acc[j] = 1 << (PRECISION_BITS - 1);
         for (int i = 0; i < t->n[yy]; i++) {
@@ -184,6 +246,165 @@ static void vpass(const uint8_t *in, int origin, size_t row_len, const resample_
         for (size_t j = 0; j < row_len; j++)
             o[j] = clip8_fixed(acc[j]);
     }
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define RESAMPLE_AVX2 1
+#include <immintrin.h>
+
+/* Horizontal pass, AVX2: two taps (8 lanes) per step for 4-byte pixels, eight taps for L. */
+__attribute__((target("avx2"))) static void hpass_avx2(const uint8_t *span, int origin,
+                                                       const resample_taps *t, int C,
+                                                       uint8_t *dst)
+{
+    const __m256i dup = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    for (int xx = 0; xx < t->count; xx++) {
+        const int32_t *k = t->weight + (size_t)xx * (size_t)t->kstride;
+        int n = t->n[xx];
+        __m256i acc = _mm256_setzero_si256();
+        if (C == 1) {
+            const uint8_t *s = span + (t->first[xx] - origin);
+            for (int i = 0; i < n; i += 8) {
+                __m256i px = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(s + i)));
+                __m256i w = _mm256_loadu_si256((const __m256i *)(k + i));
+                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, w));
+            }
+            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc),
+                                      _mm256_extracti128_si256(acc, 1));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+            dst[xx] = clip8_fixed(_mm_cvtsi128_si32(h) + (1 << (PRECISION_BITS - 1)));
+            continue;
+        }
+        const uint8_t *s = span + (size_t)(t->first[xx] - origin) * 4;
+        for (int i = 0; i < n; i += 2) {
+            __m256i px = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(s + 4 * i)));
+            __m256i w = _mm256_permutevar8x32_epi32(
+                _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(k + i))), dup);
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, w));
+        }
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        h = _mm_srai_epi32(_mm_add_epi32(h, _mm_set1_epi32(1 << (PRECISION_BITS - 1))),
+                           PRECISION_BITS);
+        int32_t v[4];
+        _mm_storeu_si128((__m128i *)v, h);
+        store_lanes(v, C, dst + (size_t)xx * (size_t)C);
+    }
+}
+
+/* fill_span for RGB without premultiplication: R,G,B -> R,G,B,0, eight pixels per step. */
+__attribute__((target("avx2"))) static void fill_span_rgb_avx2(const uint8_t *src, size_t pixels,
+                                                               uint8_t *span)
+{
+    const __m256i shuf = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,
+                                          0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+    size_t i = 0;
+    for (; 3 * i + 28 <= 3 * pixels; i += 8) { /* the second load reads bytes 3i+12 .. 3i+27 */
+        __m128i lo = _mm_loadu_si128((const __m128i *)(src + 3 * i));
+        __m128i hi = _mm_loadu_si128((const __m128i *)(src + 3 * i + 12));
+        __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+        _mm256_storeu_si256((__m256i *)(span + 4 * i), _mm256_shuffle_epi8(v, shuf));
+    }
+    for (; i < pixels; i++) {
+        span[4 * i] = src[3 * i];
+        span[4 * i + 1] = src[3 * i + 1];
+        span[4 * i + 2] = src[3 * i + 2];
+        span[4 * i + 3] = 0;
+    }
+    memset(span + 4 * pixels, 0, SPAN_PAD);
+}
+
+/* 8 sums -> 8 clipped bytes */
+__attribute__((target("avx2"))) static inline void store8_avx2(__m256i acc, uint8_t *o)
+{
+    __m256i v = _mm256_srai_epi32(acc, PRECISION_BITS);
+    v = _mm256_min_epi32(_mm256_max_epi32(v, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+    __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(w16, w16));
+}
+
+/* Vertical pass, AVX2: 32 outputs of a row at a time, sums kept in registers over the taps. */
+__attribute__((target("avx2"))) static void vpass_avx2(const uint8_t *in, int origin,
+                                                       size_t row_len, const resample_taps *t,
+                                                       uint8_t *out)
+{
+    const __m256i half = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
+    for (int yy = 0; yy < t->count; yy++) {
+        const int32_t *k = t->weight + (size_t)yy * (size_t)t->kstride;
+        const uint8_t *rows = in + (size_t)(t->first[yy] - origin) * row_len;
+        int n = t->n[yy];
+        uint8_t *o = out + (size_t)yy * row_len;
+        size_t j = 0;
+        for (; j + 32 <= row_len; j += 32) {
+            __m256i a0 = half, a1 = half, a2 = half, a3 = half;
+            for (int i = 0; i < n; i++) {
+                const uint8_t *r = rows + (size_t)i * row_len + j;
+                __m256i w = _mm256_set1_epi32(k[i]);
+                __m128i b = _mm_loadu_si128((const __m128i *)r);
+                __m128i c = _mm_loadu_si128((const __m128i *)(r + 16));
+                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(b), w));
+                a1 = _mm256_add_epi32(
+                    a1, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), w));
+                a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(c), w));
+                a3 = _mm256_add_epi32(
+                    a3, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(c, 8)), w));
+            }
+            store8_avx2(a0, o + j);
+            store8_avx2(a1, o + j + 8);
+            store8_avx2(a2, o + j + 16);
+            store8_avx2(a3, o + j + 24);
+        }
+        for (; j < row_len; j++) {
+            int32_t acc = 1 << (PRECISION_BITS - 1);
+            for (int i = 0; i < n; i++)
+                acc += (int32_t)rows[(size_t)i * row_len + j] * k[i];
+            o[j] = clip8_fixed(acc);
+        }
+    }
+}
+#endif
+
+/* Test hook: 1 forces the scalar kernels (the parity tests compare both). */
+static _Atomic int resize_force_scalar;
+
+void image_resize_force_scalar(int on)
+{
+    resize_force_scalar = on;
+}
+
+static int use_avx2(void)
+{
+#ifdef RESAMPLE_AVX2
+    return !resize_force_scalar && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+static void hpass(const uint8_t *span, int origin, const resample_taps *t, int C, uint8_t *dst,
+                  int simd)
+{
+#ifdef RESAMPLE_AVX2
+    if (simd) {
+        hpass_avx2(span, origin, t, C, dst);
+        return;
+    }
+#endif
+    (void)simd;
+    hpass_scalar(span, origin, t, C, dst);
+}
+
+static void vpass(const uint8_t *in, int origin, size_t row_len, const resample_taps *t,
+                  int32_t *acc, uint8_t *out, int simd)
+{
+#ifdef RESAMPLE_AVX2
+    if (simd) {
+        vpass_avx2(in, origin, row_len, t, out);
+        return;
+    }
+#endif
+    (void)simd;
+    vpass_scalar(in, origin, row_len, t, acc, out);
 }
 
 /* Pillow's convert("RGBa") / convert("La") on columns [x0, x1) of one row. */
@@ -334,27 +555,34 @@ static image_status resize_bilinear(const image *img, int64_t new_w, int64_t new
 
     size_t row_len = (size_t)S * (size_t)C;
     size_t rows = (size_t)(y1 - y0);
+    size_t span_px = (size_t)(x1 - x0);
+    int simd = use_avx2();
     hbuf = malloc(rows * row_len);
-    scratch = premul ? malloc((size_t)(x1 - x0) * (size_t)C) : NULL;
-    acc = need_v ? malloc(row_len * sizeof *acc) : NULL;
-    if (!hbuf || (premul && !scratch) || (need_v && !acc))
+    scratch = need_h ? malloc(span_px * (C == 1 ? 1 : 4) + SPAN_PAD) : NULL;
+    acc = need_v && !simd ? malloc(row_len * sizeof *acc) : NULL;
+    if (!hbuf || (need_h && !scratch) || (need_v && !simd && !acc))
         goto done;
 
     size_t src_stride = (size_t)W * (size_t)C;
     for (int y = y0; y < y1; y++) {
         const uint8_t *src = img->pixels + (size_t)y * src_stride + (size_t)x0 * (size_t)C;
-        if (premul) {
-            premultiply(src, scratch, (size_t)(x1 - x0), C);
-            src = scratch;
-        }
         uint8_t *dst = hbuf + (size_t)(y - y0) * row_len;
-        if (need_h)
-            hpass_row(src, x0, &ht, C, dst);
-        else
-            memcpy(dst, src, row_len); /* x0 == left, x1 == left + S */
+        if (need_h) {
+#ifdef RESAMPLE_AVX2
+            if (simd && C == 3)
+                fill_span_rgb_avx2(src, span_px, scratch);
+            else
+#endif
+                fill_span(src, span_px, C, premul, scratch);
+            hpass(scratch, x0, &ht, C, dst, simd);
+        } else if (premul) { /* x0 == left, x1 == left + S */
+            premultiply(src, dst, (size_t)S, C);
+        } else {
+            memcpy(dst, src, row_len);
+        }
     }
     if (need_v)
-        vpass(hbuf, y0, row_len, &vt, acc, crop);
+        vpass(hbuf, y0, row_len, &vt, acc, crop, simd);
     else
         memcpy(crop, hbuf, (size_t)S * row_len); /* y0 == top */
     if (premul)

@@ -8,7 +8,8 @@
  *
  * The dump modes print "OK <format> <mode> <w>x<h>" or "ERROR <status> <message>" and exit 0 either
  * way (2 on a usage or I/O problem), so tests/test_image_parity.py can check error statuses too.
- * Photos come from $CLOOB_SHARED/images (default ../shared/images).
+ * Photos come from $CLOOB_SHARED/images (default ../shared/images). CLOOB_IMAGE_SCALAR=1 makes the
+ * resize use its scalar kernels instead of AVX2; the checks themselves run both.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #include "image.h"
+#include "image_internal.h"
 #include "testlib.h"
 
 #define SIZE 224
@@ -444,6 +446,40 @@ static void test_nearest_and_modes(void)
     free(rgb);
 }
 
+/* Every channel count and pass combination, on noise: SIMD and scalar kernels agree byte for byte. */
+static void test_simd_matches_scalar(void)
+{
+    static const image_mode modes[] = {IMAGE_MODE_L, IMAGE_MODE_LA, IMAGE_MODE_RGB,
+                                       IMAGE_MODE_RGBA, IMAGE_MODE_CMYK};
+    static const uint32_t sizes[][2] = {{640, 480}, {224, 500}, {500, 224}, {97, 1203}, {1, 1},
+                                        {3000, 37}};
+    uint8_t *a = malloc(SIZE * SIZE * 3), *b = malloc(SIZE * SIZE * 3);
+    uint32_t seed = 12345;
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            image img = {.width = sizes[s][0], .height = sizes[s][1], .mode = modes[m]};
+            img.channels = (int)(modes[m] == IMAGE_MODE_L ? 1 : modes[m] == IMAGE_MODE_LA ? 2
+                                 : modes[m] == IMAGE_MODE_RGB ? 3 : 4);
+            size_t n = (size_t)img.width * img.height * (size_t)img.channels;
+            img.pixels = malloc(n);
+            for (size_t i = 0; i < n; i++) {
+                seed = seed * 1103515245u + 12345u;
+                img.pixels[i] = (uint8_t)(seed >> 16);
+            }
+            image_resize_force_scalar(0);
+            CHECK_EQ_INT(image_resize_crop_rgb(&img, SIZE, a), IMAGE_OK);
+            image_resize_force_scalar(1);
+            CHECK_EQ_INT(image_resize_crop_rgb(&img, SIZE, b), IMAGE_OK);
+            CHECK_MSG(memcmp(a, b, SIZE * SIZE * 3) == 0, "mode %d %ux%u: SIMD != scalar",
+                      (int)modes[m], img.width, img.height);
+            image_free(&img);
+        }
+    }
+    image_resize_force_scalar(0);
+    free(a);
+    free(b);
+}
+
 /* ---- tool modes --------------------------------------------------------------------------- */
 
 static int dump(const char *in, const char *outpath, int as_float)
@@ -537,6 +573,9 @@ static int bench(const char *in, const char *runs_arg)
 
 int main(int argc, char **argv)
 {
+    const char *scalar = getenv("CLOOB_IMAGE_SCALAR");
+    if (scalar && strcmp(scalar, "1") == 0)
+        image_resize_force_scalar(1);
     if (argc == 4 && strcmp(argv[1], "--dump") == 0)
         return dump(argv[2], argv[3], 0);
     if (argc == 4 && strcmp(argv[1], "--dump-float") == 0)
@@ -548,12 +587,16 @@ int main(int argc, char **argv)
         return 2;
     }
     test_names();
-    test_dog();
-    test_truncated_file();
     test_not_images();
     test_huge_headers();
-    test_one_pixel();
-    test_crop_rounding();
-    test_nearest_and_modes();
+    test_truncated_file();
+    for (int pass = 0; pass < 2; pass++) { /* SIMD kernels (where the CPU has them), then scalar */
+        image_resize_force_scalar(pass);
+        test_dog();
+        test_one_pixel();
+        test_crop_rounding();
+        test_nearest_and_modes();
+    }
+    test_simd_matches_scalar();
     TEST_MAIN_END();
 }
