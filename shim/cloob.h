@@ -74,13 +74,21 @@ typedef struct cloob_model cloob_model;
 
 typedef struct cloob_model_params {
     const char *device;   /* "auto" (GPU if present, else CPU), "cpu", "cuda", "cuda:N". Default "auto". */
-    int half;             /* 1: run in float16 on GPU (ignored, with a note in the log, on CPU). Default 0. */
-    int num_threads;      /* intra-op threads on CPU; 0 keeps libtorch's default. Default 0. */
+    int half;             /* 1: run in float16 on GPU; ignored on CPU, where info.dtype then says
+                             "float32" (the caller logs that). Default 0. */
+    int num_threads;      /* intra-op threads on CPU (0..1024); 0 keeps libtorch's default. Process-wide
+                             (at::set_num_threads): the last load wins. Default 0. */
 } cloob_model_params;
 
 cloob_model_params cloob_model_default_params(void) CLOOB_NOEXCEPT;
 
-/* Loads <model_dir>/model.pt and <model_dir>/cloob.json. On success *out owns the model. */
+/*
+ * Loads <model_dir>/cloob.json (validated: a bad field is CLOOB_ERR_MODEL naming the field) and
+ * <model_dir>/model.pt onto the device, then runs one [CLS] text and one blank image through it to
+ * check the contract (methods present, output [1, embed_dim]). Missing files: CLOOB_ERR_IO naming
+ * the file. "cuda" without CUDA: CLOOB_ERR_DEVICE. On success *out owns the model; on failure
+ * *out is NULL. params may be NULL (defaults).
+ */
 cloob_status cloob_model_load(const char *model_dir, const cloob_model_params *params,
                               cloob_model **out, char *err, size_t errlen) CLOOB_NOEXCEPT;
 void cloob_model_free(cloob_model *model) CLOOB_NOEXCEPT; /* NULL is fine */
@@ -92,8 +100,11 @@ const cloob_model_info *cloob_model_get_info(const cloob_model *model) CLOOB_NOE
 const char *cloob_model_metadata_json(const cloob_model *model) CLOOB_NOEXCEPT;
 
 /*
- * pixels: batch x 3 x S x S float32 (S = info.image_size), already normalized, C-contiguous.
+ * pixels: batch x 3 x S x S float32 (S = info.image_size), already normalized, C-contiguous;
+ *         never written to.
  * out:    batch x embed_dim float32, UNnormalized features (caller L2-normalizes if wanted).
+ * batch: 1..CLOOB_MAX_BATCH. A forward pass that runs out of (device or host) memory returns
+ * CLOOB_ERR_OUT_OF_MEMORY and leaves the model usable.
  */
 cloob_status cloob_model_encode_image(cloob_model *model, const float *pixels, int batch,
                                       float *out, char *err, size_t errlen) CLOOB_NOEXCEPT;
@@ -101,21 +112,27 @@ cloob_status cloob_model_encode_image(cloob_model *model, const float *pixels, i
 /*
  * ids, mask: batch x seq_len int64 ([CLS] first, right padding with pad_id / mask 0).
  * seq_len may be anything from 1 to info.max_seq_len: the features do not depend on padding.
+ * Every id must be inside the vocabulary (cloob.json architecture.text.vocab_size) and every mask
+ * value 0 or 1, else CLOOB_ERR_INVALID_ARGUMENT (checked on the host: a bad index on a GPU would
+ * poison the CUDA context).
  * out: batch x embed_dim float32, UNnormalized.
  */
 cloob_status cloob_model_encode_text(cloob_model *model, const int64_t *ids, const int64_t *mask,
                                      int batch, int seq_len, float *out, char *err, size_t errlen) CLOOB_NOEXCEPT;
 
 /*
- * Runs one throw-away forward pass for each image batch size in image_batches[0..n_image) and
- * each (text batch size x text length) pair, so the first real request at a shape is not slow.
+ * Runs throw-away forward passes (two each: TorchScript optimizes on the second run) for each
+ * image batch size in image_batches[0..n_image) and each (text batch size x text length) pair,
+ * so the first real request at a shape is not slow. Lists may be NULL when their count is 0.
  */
 cloob_status cloob_model_warmup(cloob_model *model, const int *image_batches, int n_image,
                                 const int *text_batches, int n_text, const int *text_lengths,
                                 int n_lengths, char *err, size_t errlen) CLOOB_NOEXCEPT;
 
 /* ---------------------------------------------------------------------------------------------
- * Tokenizer: SPEC.md section 4 on libsentencepiece.
+ * Tokenizer: SPEC.md section 4 on the SentencePiece model file. The SentencePiece step is
+ * shim/spm.cc, a re-implementation of libsentencepiece 0.1.97's unigram encoder (Debian's
+ * libsentencepiece cannot share a process with Debian's libtorch: see shim/spm.h).
  * ------------------------------------------------------------------------------------------- */
 typedef struct cloob_tokenizer cloob_tokenizer;
 
@@ -135,9 +152,11 @@ typedef struct cloob_token_result {
 
 /*
  * Tokenizes `text` (len bytes of UTF-8; invalid sequences are replaced by U+FFFD exactly as
- * Python's bytes.decode("utf-8", errors="replace") does) into max_seq_len ids and mask values:
- * [CLS], the first max_seq_len-1 SentencePiece ids, then [PAD]/0 padding.
- * ids, mask: caller arrays of max_seq_len int64.
+ * Python's bytes.decode("utf-8", errors="replace") does; NUL is an ordinary character) into
+ * max_seq_len ids and mask values: [CLS], the first max_seq_len-1 SentencePiece ids, then
+ * [PAD]/0 padding. max_seq_len: 1..CLOOB_TOKENIZE_MAX_SEQ_LEN; len: at most
+ * CLOOB_TOKENIZE_MAX_BYTES (text may be NULL when len is 0).
+ * ids, mask: caller arrays of max_seq_len int64. result may be NULL.
  */
 cloob_status cloob_tokenize(const cloob_tokenizer *tok, const char *text, size_t len,
                             int max_seq_len, int64_t *ids, int64_t *mask,
@@ -152,9 +171,15 @@ cloob_status cloob_tokenize_raw(const cloob_tokenizer *tok, const char *text, si
 
 /* ---------------------------------------------------------------------------------------------
  * Runtime: which libtorch, BLAS and thread counts are in use (for logs, /info and the CLI).
- * Writes a one-line JSON object, e.g.
- *   {"torch":"1.13.1","cuda_available":false,"cuda_devices":0,"blas":"/usr/lib/.../libopenblas.so.0",
- *    "blas_kind":"openblas","blas_config":"OpenBLAS 0.3.21 ...","intra_op_threads":2,"inter_op_threads":2}
+ * Writes a one-line JSON object (here, Debian 12's libtorch; "torch" is the headers' version macro):
+ *   {"torch":"1.13.0","cuda_available":false,"cuda_devices":0,
+ *    "blas":"/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3","blas_kind":"openblas",
+ *    "openblas":"/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblasp-r0.3.21.so",
+ *    "blas_config":"OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64",
+ *    "blas_threads":2,"intra_op_threads":1,"inter_op_threads":1}
+ * "blas" is the resolved path of the loaded libblas.so.3 (or libopenblas / libmkl when that is what
+ * is loaded); blas_kind is "openblas", "mkl", "reference-or-unknown" or "none-loaded".
+ * A buffer too small for the text: CLOOB_ERR_INVALID_ARGUMENT and buf[0] = '\0'.
  * ------------------------------------------------------------------------------------------- */
 cloob_status cloob_runtime_describe(char *buf, size_t buflen) CLOOB_NOEXCEPT;
 
