@@ -171,47 +171,62 @@ static image_status check_limits(const image_header *h, const image_limits *lim,
     return IMAGE_OK;
 }
 
-image_status image_decode(const uint8_t *data, size_t len, const image_limits *limits, image *out,
-                          char *err, size_t errlen)
+/* Probe with a reason, then the limits. Both public pipelines start here. */
+static image_status probe_checked(const uint8_t *data, size_t len, const image_limits *limits,
+                                  image_header *h, char *err, size_t errlen)
 {
     if (err && errlen > 0)
         err[0] = '\0';
-    if ((!data && len > 0) || !out)
-        return image_fail(IMAGE_ERR_ARGUMENT, err, errlen, "image_decode: NULL argument");
-    memset(out, 0, sizeof *out);
+    if (!data && len > 0)
+        return image_fail(IMAGE_ERR_ARGUMENT, err, errlen, "image: NULL data");
     image_limits lim = limits ? *limits : image_default_limits();
-
-    image_header h;
-    image_status st = probe_with_reason(data, len, &h, err, errlen);
+    image_status st = probe_with_reason(data, len, h, err, errlen);
     if (st != IMAGE_OK)
         return st;
-    st = check_limits(&h, &lim, err, errlen);
-    if (st != IMAGE_OK)
-        return st;
+    return check_limits(h, &lim, err, errlen);
+}
 
-    switch (h.format) {
-    case IMAGE_FORMAT_JPEG: st = image_jpeg_decode(data, len, &h, out, err, errlen); break;
-    case IMAGE_FORMAT_PNG: st = image_png_decode(data, len, &h, out, err, errlen); break;
-    case IMAGE_FORMAT_BMP: st = image_bmp_decode(data, len, &h, out, err, errlen); break;
-    case IMAGE_FORMAT_GIF: st = image_gif_decode(data, len, &h, out, err, errlen); break;
-    case IMAGE_FORMAT_UNKNOWN: st = IMAGE_ERR_ARGUMENT; break;
+/* Runs the decoder for a probed, limit-checked header. */
+static image_status decode_probed(const uint8_t *data, size_t len, const image_header *h,
+                                  image *out, char *err, size_t errlen)
+{
+    image_status st = IMAGE_ERR_ARGUMENT;
+    switch (h->format) {
+    case IMAGE_FORMAT_JPEG: st = image_jpeg_decode(data, len, h, out, err, errlen); break;
+    case IMAGE_FORMAT_PNG: st = image_png_decode(data, len, h, out, err, errlen); break;
+    case IMAGE_FORMAT_BMP: st = image_bmp_decode(data, len, h, out, err, errlen); break;
+    case IMAGE_FORMAT_GIF: st = image_gif_decode(data, len, h, out, err, errlen); break;
+    case IMAGE_FORMAT_UNKNOWN: break;
     }
     if (st != IMAGE_OK) {
         image_free(out);
         if (st == IMAGE_ERR_NO_MEMORY && err && errlen > 0 && err[0] == '\0')
-            image_fail(st, err, errlen, "out of memory decoding a %ux%u %s image", h.width,
-                       h.height, image_format_name(h.format));
+            image_fail(st, err, errlen, "out of memory decoding a %ux%u %s image", h->width,
+                       h->height, image_format_name(h->format));
         return st;
     }
-    /* A decoder that disagrees with its own header would break every size computation below. */
-    if (out->width != h.width || out->height != h.height || out->mode != h.mode ||
-        out->channels != image_mode_channels(h.mode)) {
+    /* A decoder that disagrees with its own header would break every size computation after. */
+    if (out->width != h->width || out->height != h->height || out->mode != h->mode ||
+        out->channels != image_mode_channels(h->mode)) {
         image_free(out);
         return image_fail(IMAGE_ERR_DECODE, err, errlen,
                           "%s decoder returned a different size or mode than its header",
-                          image_format_name(h.format));
+                          image_format_name(h->format));
     }
     return IMAGE_OK;
+}
+
+image_status image_decode(const uint8_t *data, size_t len, const image_limits *limits, image *out,
+                          char *err, size_t errlen)
+{
+    if (!out)
+        return image_fail(IMAGE_ERR_ARGUMENT, err, errlen, "image_decode: NULL output");
+    memset(out, 0, sizeof *out);
+    image_header h;
+    image_status st = probe_checked(data, len, limits, &h, err, errlen);
+    if (st != IMAGE_OK)
+        return st;
+    return decode_probed(data, len, &h, out, err, errlen);
 }
 
 void image_normalize_chw(const uint8_t *rgb, int size, const float mean[3], const float std[3],
@@ -233,6 +248,41 @@ void image_normalize_chw(const uint8_t *rgb, int size, const float mean[3], cons
     }
 }
 
+/* JPEG streams its scanlines into the resizer; the other formats decode whole, then resize. */
+static image_status decode_resize(const uint8_t *data, size_t len, const image_limits *limits,
+                                  int size, uint8_t *rgb, char *err, size_t errlen)
+{
+    image_header h;
+    image_status st = probe_checked(data, len, limits, &h, err, errlen);
+    if (st != IMAGE_OK)
+        return st;
+    if (h.format != IMAGE_FORMAT_JPEG) {
+        image img;
+        memset(&img, 0, sizeof img);
+        st = decode_probed(data, len, &h, &img, err, errlen);
+        if (st != IMAGE_OK)
+            return st;
+        st = image_resize_crop_rgb(&img, size, rgb);
+        image_free(&img);
+    } else {
+        image_resizer *rz = NULL;
+        st = image_resizer_new(&rz, h.width, h.height, h.mode, size);
+        if (st == IMAGE_OK) {
+            st = image_jpeg_decode_into(data, len, &h, rz, err, errlen);
+            if (st != IMAGE_OK) {
+                image_resizer_free(rz);
+                return st;
+            }
+            st = image_resizer_finish(rz, rgb);
+        }
+        image_resizer_free(rz);
+    }
+    if (st != IMAGE_OK)
+        image_fail(st, err, errlen, "resizing the %ux%u %s image failed: %s", h.width, h.height,
+                   image_format_name(h.format), image_status_message(st));
+    return st;
+}
+
 image_status image_preprocess(const uint8_t *data, size_t len, const image_limits *limits,
                               int size, const float mean[3], const float std[3], float *out,
                               char *err, size_t errlen)
@@ -240,22 +290,13 @@ image_status image_preprocess(const uint8_t *data, size_t len, const image_limit
     if (!mean || !std || !out || size < 1 || size > IMAGE_MAX_OUTPUT_SIZE)
         return image_fail(IMAGE_ERR_ARGUMENT, err, errlen,
                           "image_preprocess: bad argument (size %d)", size);
-    image img;
-    image_status st = image_decode(data, len, limits, &img, err, errlen);
-    if (st != IMAGE_OK)
-        return st;
     uint8_t *rgb = malloc((size_t)size * (size_t)size * 3);
-    if (!rgb) {
-        image_free(&img);
+    if (!rgb)
         return image_fail(IMAGE_ERR_NO_MEMORY, err, errlen, "out of memory for the %dx%d crop",
                           size, size);
-    }
-    st = image_resize_crop_rgb(&img, size, rgb);
-    image_free(&img);
+    image_status st = decode_resize(data, len, limits, size, rgb, err, errlen);
     if (st == IMAGE_OK)
         image_normalize_chw(rgb, size, mean, std, out);
-    else
-        image_fail(st, err, errlen, "resize failed: %s", image_status_message(st));
     free(rgb);
     return st;
 }

@@ -53,6 +53,25 @@ image_status image_gif_decode(const uint8_t *data, size_t len, const image_heade
 uint8_t *image_stb_load_png(const uint8_t *data, size_t len, int req_comp, size_t alloc_cap,
                             int *width, int *height, const char **why);
 
+/*
+ * The resize + crop + convert("RGB") of image_resize_crop_rgb as a row consumer, so a decoder can
+ * stream scanlines into it (image_resize.c explains what it keeps). Push rows in increasing order;
+ * rows it does not want are ignored (image_resizer_wants_row lets the caller skip producing them),
+ * every row it wants must be pushed before finish. new() fails like image_resize_crop_rgb.
+ */
+typedef struct image_resizer image_resizer;
+image_status image_resizer_new(image_resizer **out, uint32_t width, uint32_t height,
+                               image_mode mode, int size);
+int image_resizer_wants_row(const image_resizer *r, uint32_t y);
+void image_resizer_push_row(image_resizer *r, uint32_t y, const uint8_t *row);
+image_status image_resizer_finish(image_resizer *r, uint8_t *out_rgb); /* size*size*3 bytes */
+void image_resizer_free(image_resizer *r);
+
+/* image_jpeg_decode without the whole image: every scanline goes to the resizer (rows it does not
+ * want are still decoded, so truncation anywhere is detected as Pillow detects it). */
+image_status image_jpeg_decode_into(const uint8_t *data, size_t len, const image_header *hdr,
+                                    image_resizer *rz, char *err, size_t errlen);
+
 /* Test hook: on != 0 makes the resize use its scalar kernels instead of AVX2 (same results; the
  * parity tests check both). Process-wide; do not call while other threads resize. */
 void image_resize_force_scalar(int on);

@@ -15,6 +15,9 @@
  *     bytes before a marker) are ignored, as Pillow ignores them.
  *   - Pillow stops once every scanline is read and ignores what follows (it accepts a file with a
  *     missing EOI), so we never call jpeg_finish_decompress.
+ * image_jpeg_decode_into streams the scanlines into a resizer instead of a whole image: the
+ * pipeline then holds 8 decoded rows, not width*height*3 bytes (libjpeg itself still buffers the
+ * coefficients of a progressive file).
  * One defence Pillow lacks: more than JPEG_MAX_SCANS progressive scans is refused (a few KB of
  * scans can otherwise cost seconds of CPU per request).
  *
@@ -141,9 +144,16 @@ image_status image_jpeg_probe(const uint8_t *data, size_t len, image_header *out
     return st;
 }
 
+/*
+ * Decodes every scanline (Pillow reads them all, so a file truncated anywhere is refused) into
+ * `out` when it is not NULL, else into `rows` (JPEG_ROWS rows of width*channels bytes, owned by
+ * the caller so nothing leaks on a longjmp) and from there into the resizer `rz`.
+ */
+#define JPEG_ROWS 8
+
 static image_status jpeg_decode_body(struct jpeg_decompress_struct *cinfo,
-                                     const image_header *hdr, image *out, char *err,
-                                     size_t errlen)
+                                     const image_header *hdr, image *out, image_resizer *rz,
+                                     uint8_t *rows_buf, char *err, size_t errlen)
 {
     jpeg_read_header(cinfo, TRUE);
     image_mode mode = IMAGE_MODE_RGB;
@@ -168,47 +178,74 @@ static image_status jpeg_decode_body(struct jpeg_decompress_struct *cinfo,
         return image_fail(IMAGE_ERR_DECODE, err, errlen,
                           "jpeg: decoder output %ux%ux%d does not match the header",
                           cinfo->output_width, cinfo->output_height, cinfo->output_components);
-    st = image_alloc(out, hdr->width, hdr->height, mode);
-    if (st != IMAGE_OK)
-        return st;
+    if (out) {
+        st = image_alloc(out, hdr->width, hdr->height, mode);
+        if (st != IMAGE_OK)
+            return st;
+    }
     size_t stride = (size_t)hdr->width * (size_t)channels;
     while (cinfo->output_scanline < cinfo->output_height) {
-        JSAMPROW rows[8];
+        JSAMPROW rows[JPEG_ROWS];
         JDIMENSION first = cinfo->output_scanline;
         JDIMENSION want = cinfo->output_height - first;
-        if (want > 8)
-            want = 8;
+        if (want > JPEG_ROWS)
+            want = JPEG_ROWS;
+        uint8_t *base = out ? out->pixels + (size_t)first * stride : rows_buf;
         for (JDIMENSION i = 0; i < want; i++)
-            rows[i] = out->pixels + (size_t)(first + i) * stride;
+            rows[i] = base + (size_t)i * stride;
         /* With a memory source libjpeg never suspends, so 0 rows means it gave up. */
-        if (jpeg_read_scanlines(cinfo, rows, want) == 0)
+        JDIMENSION got = jpeg_read_scanlines(cinfo, rows, want);
+        if (got == 0)
             return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: no data at scanline %u",
                               first);
-    }
-    if (mode == IMAGE_MODE_CMYK) { /* Pillow's "CMYK;I" */
-        size_t n = stride * hdr->height;
-        for (size_t i = 0; i < n; i++)
-            out->pixels[i] = (uint8_t)~out->pixels[i];
+        for (JDIMENSION i = 0; i < got; i++) {
+            if (mode == IMAGE_MODE_CMYK) /* Pillow's "CMYK;I" */
+                for (size_t b = 0; b < stride; b++)
+                    rows[i][b] = (uint8_t)~rows[i][b];
+            if (rz)
+                image_resizer_push_row(rz, first + i, rows[i]);
+        }
     }
     return IMAGE_OK;
 }
 
-image_status image_jpeg_decode(const uint8_t *data, size_t len, const image_header *hdr,
-                               image *out, char *err, size_t errlen)
+/* One setjmp for both entry points: exactly one of out / rz is used. */
+static image_status jpeg_decode_guarded(const uint8_t *data, size_t len, const image_header *hdr,
+                                        image *out, image_resizer *rz, uint8_t *rows_buf,
+                                        char *err, size_t errlen)
 {
     struct jpeg_decompress_struct cinfo;
     jpeg_guard guard;
     jpeg_guard_init(&guard, &cinfo);
     if (setjmp(guard.jump)) {
         jpeg_destroy_decompress(&cinfo);
-        image_free(out); /* the body may have allocated it before libjpeg failed */
+        if (out)
+            image_free(out); /* the body may have allocated it before libjpeg failed */
         return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: %s", guard.message);
     }
     jpeg_create_decompress(&cinfo);
     jpeg_guard_attach(&guard, &cinfo, data, len);
-    image_status st = jpeg_decode_body(&cinfo, hdr, out, err, errlen);
+    image_status st = jpeg_decode_body(&cinfo, hdr, out, rz, rows_buf, err, errlen);
     jpeg_destroy_decompress(&cinfo); /* not jpeg_finish_decompress: see the top of the file */
-    if (st != IMAGE_OK)
+    if (st != IMAGE_OK && out)
         image_free(out);
+    return st;
+}
+
+image_status image_jpeg_decode(const uint8_t *data, size_t len, const image_header *hdr,
+                               image *out, char *err, size_t errlen)
+{
+    return jpeg_decode_guarded(data, len, hdr, out, NULL, NULL, err, errlen);
+}
+
+image_status image_jpeg_decode_into(const uint8_t *data, size_t len, const image_header *hdr,
+                                    image_resizer *rz, char *err, size_t errlen)
+{
+    int channels = image_mode_channels(hdr->mode);
+    uint8_t *rows_buf = malloc((size_t)JPEG_ROWS * hdr->width * (size_t)channels);
+    if (!rows_buf)
+        return image_fail(IMAGE_ERR_NO_MEMORY, err, errlen, "jpeg: out of memory");
+    image_status st = jpeg_decode_guarded(data, len, hdr, NULL, rz, rows_buf, err, errlen);
+    free(rows_buf);
     return st;
 }

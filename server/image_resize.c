@@ -502,107 +502,51 @@ static void nearest_map(uint32_t in_size, int64_t out_size, int64_t first, int c
     }
 }
 
-static image_status resize_nearest(const image *img, int64_t new_w, int64_t new_h, int64_t left,
-                                   int64_t top, int S, uint8_t *crop)
-{
-    int *xmap = malloc((size_t)S * sizeof *xmap);
-    int *ymap = malloc((size_t)S * sizeof *ymap);
-    if (!xmap || !ymap) {
-        free(xmap);
-        free(ymap);
-        return IMAGE_ERR_NO_MEMORY;
-    }
-    nearest_map(img->width, new_w, left, S, xmap);
-    nearest_map(img->height, new_h, top, S, ymap);
-    size_t C = (size_t)img->channels;
-    for (int y = 0; y < S; y++) {
-        const uint8_t *row = img->pixels + (size_t)ymap[y] * img->width * C;
-        uint8_t *o = crop + (size_t)y * (size_t)S * C;
-        for (int x = 0; x < S; x++)
-            memcpy(o + (size_t)x * C, row + (size_t)xmap[x] * C, C);
-    }
-    free(xmap);
-    free(ymap);
-    return IMAGE_OK;
-}
-
 /*
- * Bilinear resize of the crop window. `premul`: the image is LA/RGBA and Pillow's resize runs, so
- * the source is premultiplied on the way in and the result unpremultiplied.
+ * The resizer: planned from the image's size and mode alone, then fed source rows in order, so a
+ * decoder can stream scanlines into it instead of holding the whole image (see image_preprocess).
+ * It keeps only what the crop needs: for bilinear, the horizontally resampled rows the vertical
+ * pass reads ((rows used) x size x channels bytes); for nearest, the crop itself.
  */
-static image_status resize_bilinear(const image *img, int64_t new_w, int64_t new_h, int64_t left,
-                                    int64_t top, int S, int premul, uint8_t *crop)
+struct image_resizer {
+    image_mode mode;
+    int C, S;
+    uint32_t W, H;
+    int nearest;             /* P and 1 (when resized): Pillow's NEAREST */
+    int need_h, need_v;      /* bilinear: passes that run (a side that keeps its size is skipped) */
+    int premul;              /* LA/RGBA through Pillow's resize: premultiplied in, divided out */
+    int simd;
+    int64_t left, top;       /* the crop in the resized image */
+    int x0, x1, y0, y1;      /* source columns and rows used */
+    resample_taps ht, vt;
+    int *xmap, *ymap;        /* nearest: source column / row of each crop column / row */
+    uint8_t *buf;            /* bilinear: (y1-y0) rows of S*C bytes; nearest: the S x S crop */
+    uint8_t *span;           /* bilinear with need_h: one row of the horizontal pass's input */
+    uint32_t rows_seen;      /* rows in [y0, y1) pushed so far */
+    int ny;                  /* nearest: crop rows filled so far */
+};
+
+void image_resizer_free(image_resizer *r)
 {
-    const int C = img->channels;
-    const uint32_t W = img->width, H = img->height;
-    int need_h = new_w != (int64_t)W, need_v = new_h != (int64_t)H;
-    resample_taps ht = {0}, vt = {0};
-    uint8_t *hbuf = NULL, *scratch = NULL;
-    int32_t *acc = NULL;
-    image_status st = IMAGE_ERR_NO_MEMORY;
-
-    if (need_h && !taps_init(&ht, W, new_w, left, S))
-        goto done;
-    if (need_v && !taps_init(&vt, H, new_h, top, S))
-        goto done;
-
-    /* Source rows the vertical pass reads, source columns the horizontal pass reads. */
-    int y0 = (int)top, y1 = (int)top + S, x0 = (int)left, x1 = (int)left + S;
-    if (need_v)
-        taps_span(&vt, &y0, &y1);
-    if (need_h)
-        taps_span(&ht, &x0, &x1);
-
-    size_t row_len = (size_t)S * (size_t)C;
-    size_t rows = (size_t)(y1 - y0);
-    size_t span_px = (size_t)(x1 - x0);
-    int simd = use_avx2();
-    hbuf = malloc(rows * row_len);
-    scratch = need_h ? malloc(span_px * (C == 1 ? 1 : 4) + SPAN_PAD) : NULL;
-    acc = need_v && !simd ? malloc(row_len * sizeof *acc) : NULL;
-    if (!hbuf || (need_h && !scratch) || (need_v && !simd && !acc))
-        goto done;
-
-    size_t src_stride = (size_t)W * (size_t)C;
-    for (int y = y0; y < y1; y++) {
-        const uint8_t *src = img->pixels + (size_t)y * src_stride + (size_t)x0 * (size_t)C;
-        uint8_t *dst = hbuf + (size_t)(y - y0) * row_len;
-        if (need_h) {
-#ifdef RESAMPLE_AVX2
-            if (simd && C == 3)
-                fill_span_rgb_avx2(src, span_px, scratch);
-            else
-#endif
-                fill_span(src, span_px, C, premul, scratch);
-            hpass(scratch, x0, &ht, C, dst, simd);
-        } else if (premul) { /* x0 == left, x1 == left + S */
-            premultiply(src, dst, (size_t)S, C);
-        } else {
-            memcpy(dst, src, row_len);
-        }
-    }
-    if (need_v)
-        vpass(hbuf, y0, row_len, &vt, acc, crop, simd);
-    else
-        memcpy(crop, hbuf, (size_t)S * row_len); /* y0 == top */
-    if (premul)
-        unpremultiply(crop, (size_t)S * (size_t)S, C);
-    st = IMAGE_OK;
-done:
-    taps_free(&ht);
-    taps_free(&vt);
-    free(hbuf);
-    free(scratch);
-    free(acc);
-    return st;
+    if (!r)
+        return;
+    taps_free(&r->ht);
+    taps_free(&r->vt);
+    free(r->xmap);
+    free(r->ymap);
+    free(r->buf);
+    free(r->span);
+    free(r);
 }
 
-image_status image_resize_crop_rgb(const image *img, int size, uint8_t *out_rgb)
+image_status image_resizer_new(image_resizer **out, uint32_t width, uint32_t height,
+                               image_mode mode, int size)
 {
-    if (!img || !img->pixels || !out_rgb || size < 1 || size > IMAGE_MAX_OUTPUT_SIZE ||
-        img->width == 0 || img->height == 0 || img->channels != image_mode_channels(img->mode))
+    *out = NULL;
+    int C = image_mode_channels(mode);
+    if (C == 0 || size < 1 || size > IMAGE_MAX_OUTPUT_SIZE || width == 0 || height == 0)
         return IMAGE_ERR_ARGUMENT;
-    const int64_t W = img->width, H = img->height, S = size;
+    const int64_t W = width, H = height, S = size;
 
     /* torchvision _compute_resized_output_size: int(size * long / short), float division. */
     int64_t new_w, new_h;
@@ -616,22 +560,146 @@ image_status image_resize_crop_rgb(const image *img, int size, uint8_t *out_rgb)
     /* Pillow's sizes are C ints; a 1-pixel-wide strip of millions of rows would overflow them. */
     if (new_w > (1 << 30) || new_h > (1 << 30))
         return IMAGE_ERR_TOO_LARGE;
-    int64_t left = round_half_even_half(new_w - S);
-    int64_t top = round_half_even_half(new_h - S);
-    int resized = new_w != W || new_h != H;
 
-    uint8_t *crop = malloc((size_t)S * (size_t)S * (size_t)img->channels);
-    if (!crop)
+    image_resizer *r = calloc(1, sizeof *r);
+    if (!r)
         return IMAGE_ERR_NO_MEMORY;
-    image_status st;
-    if (resized && (img->mode == IMAGE_MODE_P || img->mode == IMAGE_MODE_1)) {
-        st = resize_nearest(img, new_w, new_h, left, top, size, crop);
-    } else {
-        int premul = resized && (img->mode == IMAGE_MODE_RGBA || img->mode == IMAGE_MODE_LA);
-        st = resize_bilinear(img, new_w, new_h, left, top, size, premul, crop);
+    r->mode = mode;
+    r->C = C;
+    r->S = size;
+    r->W = width;
+    r->H = height;
+    r->left = round_half_even_half(new_w - S);
+    r->top = round_half_even_half(new_h - S);
+    int resized = new_w != W || new_h != H;
+    r->nearest = resized && (mode == IMAGE_MODE_P || mode == IMAGE_MODE_1);
+    r->premul = resized && (mode == IMAGE_MODE_RGBA || mode == IMAGE_MODE_LA);
+    r->simd = use_avx2();
+    size_t row_len = (size_t)size * (size_t)C;
+    image_status st = IMAGE_ERR_NO_MEMORY;
+
+    if (r->nearest) {
+        r->xmap = malloc((size_t)size * sizeof *r->xmap);
+        r->ymap = malloc((size_t)size * sizeof *r->ymap);
+        r->buf = malloc((size_t)size * row_len);
+        if (!r->xmap || !r->ymap || !r->buf)
+            goto fail;
+        nearest_map(width, new_w, r->left, size, r->xmap);
+        nearest_map(height, new_h, r->top, size, r->ymap);
+        r->y0 = r->ymap[0];
+        r->y1 = r->ymap[size - 1] + 1; /* the map never decreases */
+        *out = r;
+        return IMAGE_OK;
     }
-    if (st == IMAGE_OK)
-        to_rgb(crop, (size_t)S * (size_t)S, img->mode, out_rgb);
-    free(crop);
+
+    r->need_h = new_w != W;
+    r->need_v = new_h != H;
+    if (r->need_h && !taps_init(&r->ht, width, new_w, r->left, size))
+        goto fail;
+    if (r->need_v && !taps_init(&r->vt, height, new_h, r->top, size))
+        goto fail;
+    r->y0 = (int)r->top;
+    r->y1 = (int)r->top + size;
+    r->x0 = (int)r->left;
+    r->x1 = (int)r->left + size;
+    if (r->need_v)
+        taps_span(&r->vt, &r->y0, &r->y1);
+    if (r->need_h)
+        taps_span(&r->ht, &r->x0, &r->x1);
+    r->buf = malloc((size_t)(r->y1 - r->y0) * row_len);
+    if (!r->buf)
+        goto fail;
+    if (r->need_h) {
+        r->span = malloc((size_t)(r->x1 - r->x0) * (C == 1 ? 1u : 4u) + SPAN_PAD);
+        if (!r->span)
+            goto fail;
+    }
+    *out = r;
+    return IMAGE_OK;
+fail:
+    image_resizer_free(r);
+    return st;
+}
+
+int image_resizer_wants_row(const image_resizer *r, uint32_t y)
+{
+    return (int64_t)y >= r->y0 && (int64_t)y < r->y1;
+}
+
+void image_resizer_push_row(image_resizer *r, uint32_t y, const uint8_t *row)
+{
+    if (!image_resizer_wants_row(r, y))
+        return;
+    const int C = r->C, S = r->S;
+    size_t row_len = (size_t)S * (size_t)C;
+    r->rows_seen++;
+    if (r->nearest) {
+        while (r->ny < S && r->ymap[r->ny] == (int)y) {
+            uint8_t *o = r->buf + (size_t)r->ny * row_len;
+            for (int x = 0; x < S; x++)
+                memcpy(o + (size_t)x * (size_t)C, row + (size_t)r->xmap[x] * (size_t)C,
+                       (size_t)C);
+            r->ny++;
+        }
+        return;
+    }
+    const uint8_t *src = row + (size_t)r->x0 * (size_t)C;
+    uint8_t *dst = r->buf + (size_t)((int)y - r->y0) * row_len;
+    if (r->need_h) {
+        size_t span_px = (size_t)(r->x1 - r->x0);
+#ifdef RESAMPLE_AVX2
+        if (r->simd && C == 3)
+            fill_span_rgb_avx2(src, span_px, r->span);
+        else
+#endif
+            fill_span(src, span_px, C, r->premul, r->span);
+        hpass(r->span, r->x0, &r->ht, C, dst, r->simd);
+    } else if (r->premul) { /* x0 == left, x1 == left + S */
+        premultiply(src, dst, (size_t)S, C);
+    } else {
+        memcpy(dst, src, row_len);
+    }
+}
+
+image_status image_resizer_finish(image_resizer *r, uint8_t *out_rgb)
+{
+    const int C = r->C, S = r->S;
+    size_t row_len = (size_t)S * (size_t)C;
+    if (r->rows_seen != (uint32_t)(r->y1 - r->y0))
+        return IMAGE_ERR_ARGUMENT; /* the caller skipped rows */
+    uint8_t *crop = r->buf;
+    uint8_t *owned = NULL;
+    if (!r->nearest && r->need_v) {
+        owned = malloc((size_t)S * row_len);
+        int32_t *acc = r->simd ? NULL : malloc(row_len * sizeof *acc);
+        if (!owned || (!r->simd && !acc)) {
+            free(owned);
+            free(acc);
+            return IMAGE_ERR_NO_MEMORY;
+        }
+        vpass(r->buf, r->y0, row_len, &r->vt, acc, owned, r->simd);
+        free(acc);
+        crop = owned;
+    } /* else: nearest's buf is the crop; bilinear without a vertical pass kept rows top.. */
+    if (r->premul)
+        unpremultiply(crop, (size_t)S * (size_t)S, C);
+    to_rgb(crop, (size_t)S * (size_t)S, r->mode, out_rgb);
+    free(owned);
+    return IMAGE_OK;
+}
+
+image_status image_resize_crop_rgb(const image *img, int size, uint8_t *out_rgb)
+{
+    if (!img || !img->pixels || !out_rgb || img->channels != image_mode_channels(img->mode))
+        return IMAGE_ERR_ARGUMENT;
+    image_resizer *r = NULL;
+    image_status st = image_resizer_new(&r, img->width, img->height, img->mode, size);
+    if (st != IMAGE_OK)
+        return st;
+    size_t stride = (size_t)img->width * (size_t)img->channels;
+    for (int y = r->y0; y < r->y1; y++)
+        image_resizer_push_row(r, (uint32_t)y, img->pixels + (size_t)y * stride);
+    st = image_resizer_finish(r, out_rgb);
+    image_resizer_free(r);
     return st;
 }

@@ -227,15 +227,18 @@ def test_uint8_parity(name, kernels, cases, tmp_path):
                     f"C {got[y, x].tolist()} vs Pillow {want[y, x].tolist()}; {np.count_nonzero(diff)} values differ")
 
 
-FLOAT_CASES = [n for n in CASE_NAMES if n.startswith("shared_")] + [
-    "png_RGBA", "png_P_trns", "jpeg_CMYK", "gif_P_trns", "bmp_16_565", "png_rgb_1x1"]
+# image_preprocess streams JPEG scanlines into the resizer instead of decoding the whole image:
+# every JPEG goes through that path here, plus a sample of the other formats.
+FLOAT_CASES = [n for n in CASE_NAMES if n.startswith(("shared_", "jpeg_"))] + [
+    "png_RGBA", "png_P_trns", "png_LA", "gif_P_trns", "bmp_16_565", "png_rgb_1x1", "png_rgb_3x4000"]
 
 
+@pytest.mark.parametrize("kernels", ["simd", "scalar"])
 @pytest.mark.parametrize("name", FLOAT_CASES)
-def test_float_parity(name, cases, tmp_path):
+def test_float_parity(name, kernels, cases, tmp_path):
     data = cases[name]
     want = ref.preprocess(data).numpy()
-    status, line, got = run_tool(data, tmp_path, name, "--dump-float")
+    status, line, got = run_tool(data, tmp_path, name, "--dump-float", scalar=kernels == "scalar")
     assert status == IMAGE_OK, line
     got = got.reshape(3, 224, 224)
     assert np.abs(got - want).max() <= 1e-6, f"{name}: max float diff {np.abs(got - want).max()}"
@@ -283,10 +286,11 @@ def _error_cases():
     }
 
 
+@pytest.mark.parametrize("mode", ["--dump", "--dump-float"])  # image_decode / image_preprocess
 @pytest.mark.parametrize("name", sorted(_error_cases()))
-def test_refused(name, tmp_path):
+def test_refused(name, mode, tmp_path):
     data, want_status, pillow_fails = _error_cases()[name]
-    status, line, _ = run_tool(data, tmp_path, name)
+    status, line, _ = run_tool(data, tmp_path, name, mode)
     assert status == want_status, f"{name}: got {line}, want status {want_status}"
     if pillow_fails:
         with pytest.raises(Exception):

@@ -185,8 +185,12 @@ static void test_dog(void)
     CHECK(strstr(err, "3375x2250") != NULL);
     CHECK(img2.pixels == NULL);
 
-    /* Truncating the same file anywhere in the scan data must be an error, never a partial image. */
+    /* Truncating the same file anywhere in the scan data must be an error, never a partial image,
+     * in the whole-image decoder and in the streaming pipeline alike. */
     CHECK_EQ_INT(image_decode(data, len / 2, NULL, &img2, err, sizeof err), IMAGE_ERR_DECODE);
+    CHECK(strstr(err, "truncated") != NULL);
+    CHECK_EQ_INT(image_preprocess(data, len - 1000, NULL, SIZE, MEAN, STD, t, err, sizeof err),
+                 IMAGE_ERR_DECODE);
     CHECK(strstr(err, "truncated") != NULL);
 
     free(t);
