@@ -105,6 +105,7 @@ struct batcher {
     int jobs_in_flight;
     int stop;
     _Atomic int state;          /* batcher_state */
+    _Atomic int loaded;         /* 1 once model, tokenizer and cache are complete */
     pthread_t thread;
     int thread_started;
 
@@ -150,13 +151,15 @@ batcher *batcher_create(const batcher_config *cfg) {
 
 batcher_state batcher_get_state(batcher *b) { return (batcher_state)atomic_load(&b->state); }
 const char *batcher_load_error(batcher *b) { return b->load_error; }
-const cloob_model_info *batcher_model_info(batcher *b) { return b->info; }
-const cloob_tokenizer *batcher_tokenizer(batcher *b) { return b->tok; }
+/* The model-derived fields are written by the inference thread before it sets `loaded`
+ * (release); readers that see loaded == 1 (acquire) see them complete. */
+const cloob_model_info *batcher_model_info(batcher *b) { return atomic_load(&b->loaded) ? b->info : NULL; }
+const cloob_tokenizer *batcher_tokenizer(batcher *b) { return atomic_load(&b->loaded) ? b->tok : NULL; }
 const char *batcher_model_metadata(batcher *b) {
-    return b->model ? cloob_model_metadata_json(b->model) : NULL;
+    return atomic_load(&b->loaded) ? cloob_model_metadata_json(b->model) : NULL;
 }
 double batcher_load_seconds(batcher *b) { return b->load_seconds; }
-lru_cache *batcher_label_cache(batcher *b) { return b->cache; }
+lru_cache *batcher_label_cache(batcher *b) { return atomic_load(&b->loaded) ? b->cache : NULL; }
 const batcher_config *batcher_get_config(batcher *b) { return &b->cfg; }
 
 double batcher_item_seconds(batcher *b, batch_modality m) {
@@ -414,6 +417,7 @@ static void *inference_main(void *arg) {
         log_error("%s", b->load_error);
         atomic_store(&b->state, BATCHER_FAILED);
     } else {
+        atomic_store(&b->loaded, 1);
         pthread_mutex_lock(&b->lock);
         /* A SIGTERM during loading already moved the state to DRAINING: keep that. */
         if (atomic_load(&b->state) == BATCHER_LOADING) atomic_store(&b->state, BATCHER_READY);

@@ -135,7 +135,7 @@ batcher_state batcher_get_state(batcher *b);
 /* If the model failed to load: the reason (else ""). Valid for the batcher's lifetime. */
 const char *batcher_load_error(batcher *b);
 
-/* Valid once the state has been READY (immutable afterwards, until batcher_free). */
+/* NULL until the model is loaded; immutable afterwards, until batcher_free. */
 const cloob_model_info *batcher_model_info(batcher *b);
 const cloob_tokenizer *batcher_tokenizer(batcher *b);
 const char *batcher_model_metadata(batcher *b); /* cloob.json text */

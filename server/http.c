@@ -302,7 +302,7 @@ static enum MHD_Result handle_readyz(http_req *r) {
 static enum MHD_Result handle_metrics(http_req *r) {
     metrics *m = r->srv->deps.m;
     if (!m) return respond_err(r, API_ERR_INTERNAL, NULL, "metrics are disabled");
-    lru_cache *cache = batcher_get_state(r->srv->deps.b) == BATCHER_READY ? batcher_label_cache(r->srv->deps.b) : NULL;
+    lru_cache *cache = batcher_label_cache(r->srv->deps.b);
     if (cache) {
         lru_stats s;
         lru_get_stats(cache, &s);
@@ -334,7 +334,7 @@ static enum MHD_Result handle_info(http_req *r) {
     jbuf_printf(&j, "{\"version\":\"%s\",\"status\":\"%s\",\"uptime_seconds\":%.3f", CONFIG_VERSION_STRING,
                 state_name(st), (double)(batch_now_ns() - s->deps.start_time_ns) * 1e-9);
     /* The model is published once READY was reached; DRAINING may come before or after it. */
-    const cloob_model_info *info = (st == BATCHER_READY || st == BATCHER_DRAINING) ? batcher_model_info(b) : NULL;
+    const cloob_model_info *info = batcher_model_info(b);
     if (info) {
         jbuf_puts(&j, ",\"model\":{\"name\":");
         jbuf_json_string(&j, info->name, strnlen(info->name, sizeof info->name));
