@@ -25,7 +25,9 @@
  *
  * Threads: cloob_model_load may run on any thread; afterwards one thread (the batcher's inference
  * thread) owns the handle and makes every encode/warm-up call. InferenceMode is thread-local, so
- * each call sets it itself. at::set_num_threads is process-wide: the last load wins.
+ * each call sets it itself. num_threads (at::set_num_threads, which libtorch applies lazily to
+ * every thread that enters a parallel region, plus openblas_set_num_threads) is process-wide:
+ * the last load wins.
  */
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -408,6 +410,16 @@ cloob_status self_check(cloob_model *m, char *err, size_t errlen) {
     return CLOOB_OK;
 }
 
+/* libtorch's intra-op pool and, when OpenBLAS is what BLAS resolves to, OpenBLAS's own pthread
+ * pool: libtorch sends float matmuls (the bulk of both towers) to BLAS, whose pool
+ * at::set_num_threads does not reach. Both settings are process-wide. */
+void set_cpu_threads(int n) {
+    at::set_num_threads(n);
+    using set_threads_fn = void (*)(int);
+    auto openblas_set = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    if (openblas_set != nullptr) openblas_set(n);
+}
+
 cloob_status load_impl(const char *model_dir, const cloob_model_params *params, cloob_model **out, char *err,
                        size_t errlen) {
     auto m = std::make_unique<cloob_model>();
@@ -429,7 +441,7 @@ cloob_status load_impl(const char *model_dir, const cloob_model_params *params, 
         return CLOOB_ERR_IO;
     }
     fclose(f);
-    if (params->num_threads > 0) at::set_num_threads(params->num_threads);
+    if (params->num_threads > 0) set_cpu_threads(params->num_threads);
 
     cloob_status st = guarded(err, errlen, CLOOB_ERR_MODEL, pt_path.c_str(), [&]() -> cloob_status {
         m->module = torch::jit::load(pt_path, m->device);

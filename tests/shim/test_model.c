@@ -359,6 +359,7 @@ static void test_num_threads(const char *dir) {
     char buf[4096];
     CHECK(cloob_runtime_describe(buf, sizeof buf) == CLOOB_OK);
     CHECK_MSG(strstr(buf, "\"intra_op_threads\":1,") != NULL, "%s", buf);
+    CHECK_MSG(strstr(buf, "\"blas_threads\":1,") != NULL, "%s", buf);
     cloob_model_free(m);
 }
 
