@@ -2,7 +2,6 @@
 right status without crashing the process, and the shim's features equal torch's own on the same
 TorchScript file (parity). Drives build/tests/shim/test_model --probe / --encode-*."""
 import json
-import shutil
 import subprocess
 
 import numpy as np
@@ -24,12 +23,6 @@ def prog():
 @pytest.fixture(scope="module")
 def meta(tiny_model_dir):
     return json.loads((tiny_model_dir / "cloob.json").read_text())
-
-
-def probe(prog, d):
-    r = subprocess.run([str(prog), "--probe", str(d)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, f"the probe died ({r.returncode}): {r.stderr[-2000:]}"
-    return json.loads(r.stdout)
 
 
 def model_dir(tmp_path, tiny_model_dir, module=None, meta_edit=None, pt_bytes=None, name="m"):
@@ -107,85 +100,118 @@ class NoTextMethod(torch.nn.Module):
         return x
 
 
-def test_fake_model_loads_and_runs(prog, tmp_path, tiny_model_dir, meta):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, Fake(meta["embed_dim"])))
+BAD_METADATA = {
+    "no_embed_dim": (lambda m: m.pop("embed_dim"), "embed_dim"),
+    "float_dim": (lambda m: m.update(embed_dim=2.5), "embed_dim"),
+    "image_size_0": (lambda m: m.update(image_size=0), "image_size"),
+    "mean_2": (lambda m: m.update(mean=[0.5, 0.5]), "mean"),
+    "std_0": (lambda m: m.update(std=[0.5, 0.0, 0.5]), "std"),
+    "seq_len_huge": (lambda m: m.update(max_seq_len=100000), "max_seq_len"),
+    "pad_id_range": (lambda m: m.update(pad_id=32000), "pad_id"),
+    "long_name": (lambda m: m.update(name="x" * 200), "name"),
+    "random_weights_str": (lambda m: m.update(random_weights="yes"), "random_weights"),
+    "short_sha": (lambda m: m.update(model_sha256="abc"), "model_sha256"),
+    "format_2": (lambda m: m.update(format=2), "format"),
+}
+
+
+@pytest.fixture(scope="module")
+def probes(prog, tmp_path_factory, tiny_model_dir, meta):
+    """Builds every broken directory, then probes them all in ONE process (libtorch loads once)."""
+    tmp = tmp_path_factory.mktemp("dirs")
+    dim = meta["embed_dim"]
+    dirs = {
+        "fake": model_dir(tmp, tiny_model_dir, Fake(dim), name="fake"),
+        "raises": model_dir(tmp, tiny_model_dir, RaisesOnBatch2(dim), name="raises"),
+        "wrong_shape": model_dir(tmp, tiny_model_dir, WrongShapeOnBatch2(dim), name="wrong_shape"),
+        "oom": model_dir(tmp, tiny_model_dir, OomOnBatch2(dim), name="oom"),
+        "wrong_shape_always": model_dir(tmp, tiny_model_dir, WrongShapeAlways(dim), name="wrong_shape_always"),
+        "dim_mismatch": model_dir(tmp, tiny_model_dir, Fake(dim), name="dim_mismatch",
+                                  meta_edit=lambda m: m.update(embed_dim=m["embed_dim"] + 1)),
+        "no_text_method": model_dir(tmp, tiny_model_dir, NoTextMethod(), name="no_text_method"),
+        "not_zip": model_dir(tmp, tiny_model_dir, pt_bytes=b"PK\x03\x04 this is not a zip archive" * 10,
+                             name="not_zip"),
+        "empty_pt": model_dir(tmp, tiny_model_dir, pt_bytes=b"", name="empty_pt"),
+        "no_pt": model_dir(tmp, tiny_model_dir, name="no_pt"),
+        "not_json": model_dir(tmp, tiny_model_dir, Fake(dim), name="not_json"),
+    }
+    (dirs["not_json"] / "cloob.json").write_bytes(b"\xff\xfe{not json")
+    dirs["nothing"] = tmp / "nothing"
+    dirs["nothing"].mkdir()
+    fake_pt = dirs["fake"] / "model.pt"
+    for name, (edit, _) in BAD_METADATA.items():
+        d = model_dir(tmp, tiny_model_dir, pt_bytes=fake_pt.read_bytes(), meta_edit=edit, name="meta_" + name)
+        dirs["meta_" + name] = d
+    names = list(dirs)
+    r = subprocess.run([str(prog), "--probe"] + [str(dirs[n]) for n in names], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, f"the probe died ({r.returncode}): {r.stderr[-2000:]}"
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(names), r.stdout[-2000:]
+    return {n: json.loads(line) for n, line in zip(names, lines)}, dirs
+
+
+def test_fake_model_loads_and_runs(probes):
+    r = probes[0]["fake"]
     assert r["load"] == "ok" and r["image"] == "ok" and r["text"] == "ok", r
 
 
-def test_forward_exception_is_a_model_error(prog, tmp_path, tiny_model_dir, meta):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, RaisesOnBatch2(meta["embed_dim"])))
+def test_forward_exception_is_a_model_error(probes):
+    r = probes[0]["raises"]
     assert r["load"] == "ok" and r["text"] == "ok", r
     assert r["image"] == "model", r
     assert "deliberate failure in encode_image" in r["image_err"], r
     assert "\n" not in r["image_err"]
 
 
-def test_wrong_output_shape_is_a_model_error(prog, tmp_path, tiny_model_dir, meta):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, WrongShapeOnBatch2(meta["embed_dim"])))
+def test_wrong_output_shape_is_a_model_error(probes, meta):
+    r = probes[0]["wrong_shape"]
     assert r["text"] == "model" and "shape" in r["text_err"] and f"[2,{meta['embed_dim'] + 1}]" in r["text_err"], r
     assert r["image"] == "ok"
 
 
-def test_out_of_memory_in_forward_is_its_own_status(prog, tmp_path, tiny_model_dir, meta):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, OomOnBatch2(meta["embed_dim"])))
+def test_out_of_memory_in_forward_is_its_own_status(probes):
+    r = probes[0]["oom"]
     assert r["load"] == "ok", r
     assert r["image"] == "out_of_memory", r
     assert r["text"] == "ok", r  # the model keeps serving after the refusal
 
 
-def test_self_check_at_load_catches_a_broken_contract(prog, tmp_path, tiny_model_dir, meta):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, WrongShapeAlways(meta["embed_dim"])))
+def test_self_check_at_load_catches_a_broken_contract(probes):
+    r = probes[0]["wrong_shape_always"]
     assert r["load"] == "model" and "encode_image" in r["load_err"] and "shape" in r["load_err"], r
     # embed_dim in cloob.json disagreeing with the module is the same failure
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, Fake(meta["embed_dim"]),
-                              meta_edit=lambda m: m.update(embed_dim=m["embed_dim"] + 1), name="dim"))
+    r = probes[0]["dim_mismatch"]
     assert r["load"] == "model" and "shape" in r["load_err"], r
 
 
-def test_missing_method(prog, tmp_path, tiny_model_dir):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, NoTextMethod()))
+def test_missing_method(probes):
+    r = probes[0]["no_text_method"]
     assert r["load"] == "model" and "encode_text" in r["load_err"], r
 
 
-def test_model_pt_not_torchscript(prog, tmp_path, tiny_model_dir):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, pt_bytes=b"PK\x03\x04 this is not a zip archive" * 10))
+def test_model_pt_not_torchscript(probes):
+    r = probes[0]["not_zip"]
     assert r["load"] == "model" and "model.pt" in r["load_err"], r
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, pt_bytes=b"", name="empty"))
-    assert r["load"] == "model", r
+    assert probes[0]["empty_pt"]["load"] == "model", probes[0]["empty_pt"]
 
 
-def test_missing_files(prog, tmp_path, tiny_model_dir):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir))
+def test_missing_files(probes):
+    r = probes[0]["no_pt"]
     assert r["load"] == "io" and "model.pt" in r["load_err"], r
-    d = tmp_path / "nothing"
-    d.mkdir()
-    r = probe(prog, d)
-    assert r["load"] == "io" and str(d / "cloob.json") in r["load_err"], r
+    r = probes[0]["nothing"]
+    assert r["load"] == "io" and str(probes[1]["nothing"] / "cloob.json") in r["load_err"], r
 
 
-@pytest.mark.parametrize("edit,field", [
-    (lambda m: m.pop("embed_dim"), "embed_dim"),
-    (lambda m: m.update(embed_dim=2.5), "embed_dim"),
-    (lambda m: m.update(image_size=0), "image_size"),
-    (lambda m: m.update(mean=[0.5, 0.5]), "mean"),
-    (lambda m: m.update(std=[0.5, 0.0, 0.5]), "std"),
-    (lambda m: m.update(max_seq_len=100000), "max_seq_len"),
-    (lambda m: m.update(pad_id=32000), "pad_id"),
-    (lambda m: m.update(name="x" * 200), "name"),
-    (lambda m: m.update(random_weights="yes"), "random_weights"),
-    (lambda m: m.update(model_sha256="abc"), "model_sha256"),
-    (lambda m: m.update(format=2), "format"),
-], ids=["no_embed_dim", "float_dim", "image_size_0", "mean_2", "std_0", "seq_len_huge", "pad_id_range",
-        "long_name", "random_weights_str", "short_sha", "format_2"])
-def test_bad_metadata(prog, tmp_path, tiny_model_dir, meta, edit, field):
-    r = probe(prog, model_dir(tmp_path, tiny_model_dir, Fake(meta["embed_dim"]), meta_edit=edit))
+@pytest.mark.parametrize("name", list(BAD_METADATA))
+def test_bad_metadata(probes, name):
+    field = BAD_METADATA[name][1]
+    r = probes[0]["meta_" + name]
     assert r["load"] == "model" and field in r["load_err"] and "cloob.json" in r["load_err"], r
 
 
-def test_metadata_not_json(prog, tmp_path, tiny_model_dir, meta):
-    d = model_dir(tmp_path, tiny_model_dir, Fake(meta["embed_dim"]))
-    (d / "cloob.json").write_bytes(b"\xff\xfe{not json")
-    r = probe(prog, d)
+def test_metadata_not_json(probes):
+    r = probes[0]["not_json"]
     assert r["load"] == "model" and "JSON" in r["load_err"], r
 
 

@@ -5,10 +5,11 @@
  *                                    default build/models/tiny): info, encodes at several batch sizes
  *                                    and lengths, padding invariance, batch-vs-single, errors,
  *                                    warm-up, runtime description
- *   test_model --probe DIR           loads DIR on the CPU, encodes two blank images and two [CLS]
- *                                    texts (batch 2: the load-time self-check uses batch 1), prints {"load":status,"load_err":..,"image":..,"image_err":..,
- *                                    "text":..,"text_err":..} (tests/test_shim_model.py feeds it broken
- *                                    model directories)
+ *   test_model --probe DIR...        for each DIR, one JSON line: load it on the CPU, encode two blank
+ *                                    images and two [CLS] texts (batch 2: the load-time self-check
+ *                                    uses batch 1), print {"load":status,"load_err":..,"image":..,
+ *                                    "image_err":..,"text":..,"text_err":..}
+ *                                    (tests/test_shim_model.py feeds it broken model directories)
  *   test_model --encode-image DIR IN OUT B        float32 pixels file -> float32 features file
  *   test_model --encode-text DIR IDS MASK OUT B L int64 files -> float32 features file
  */
@@ -461,7 +462,10 @@ static int run_encode(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 3 && strcmp(argv[1], "--probe") == 0) return run_probe(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "--probe") == 0) {
+        for (int i = 2; i < argc; i++) run_probe(argv[i]);
+        return 0;
+    }
     if (argc >= 2 && strncmp(argv[1], "--encode-", 9) == 0) return run_encode(argc, argv);
 
     const char *dir = getenv("CLOOB_TINY_MODEL");
