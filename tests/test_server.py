@@ -70,6 +70,17 @@ def embed_images(client, blobs, **opts):
     return r.json()
 
 
+def settled_metrics(client, timeout=10):
+    """Metrics once no other request is in flight: a request's counters are updated in its
+    completion callback, which may run just after the client already has the response."""
+    end = time.monotonic() + timeout
+    while True:
+        m = e2e.parse_metrics(client.get("/metrics").text)
+        if e2e.metric(m, "cloob_http_requests_in_flight") <= 1 or time.monotonic() > end:
+            return m
+        time.sleep(0.01)
+
+
 def png_header(width, height):
     """A PNG whose IHDR claims width x height (valid CRC), followed by a tiny bogus IDAT."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -321,12 +332,12 @@ def test_classify_top_k_default_scale_and_template(client, images):
 def test_classify_label_cache(client, server, images):
     labels = [f"ラベル{i}" for i in range(5)]
     body = {"image": e2e.b64(images["palette_color.png"]), "labels": labels, "templates": ["{}です"]}
-    before = e2e.parse_metrics(client.get("/metrics").text)
+    before = settled_metrics(client)
     r1 = client.post("/classify", json=body)
     r2 = client.post("/classify", json=body)
     assert r1.status_code == 200 and r2.status_code == 200
     assert r1.json()["results"] == r2.json()["results"]
-    after = e2e.parse_metrics(client.get("/metrics").text)
+    after = settled_metrics(client)
     hits = e2e.metric(after, "cloob_label_cache_hits_total") - e2e.metric(before, "cloob_label_cache_hits_total")
     misses = e2e.metric(after, "cloob_label_cache_misses_total") - e2e.metric(before, "cloob_label_cache_misses_total")
     assert misses == 5 and hits == 5
@@ -493,9 +504,9 @@ def test_body_just_under_limit_is_read(client):
 
 
 def test_errors_counted_in_metrics(client):
-    before = e2e.parse_metrics(client.get("/metrics").text)
+    before = settled_metrics(client)
     client.post("/embed/text", data=b"{", headers={"Content-Type": "application/json"})
-    after = e2e.parse_metrics(client.get("/metrics").text)
+    after = settled_metrics(client)
     key = ("cloob_http_requests_total", frozenset({"route": "/embed/text", "code": "400"}.items()))
     assert after.get(key, 0) == before.get(key, 0) + 1
     assert e2e.metric(after, "cloob_errors_total", reason="bad_request") > e2e.metric(before, "cloob_errors_total", reason="bad_request")

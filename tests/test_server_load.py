@@ -124,8 +124,10 @@ def test_queue_full_429_and_liveness(binary, tiny_model_dir, jpg, api):
         assert time.monotonic() - t0 < 2.0
         t.join(60)
         assert first["r"].status_code == 200 and len(first["r"].json()["data"]) == 4
+        # Request counters are updated in the completion callback, just after the response left.
+        wait_for(lambda: e2e.metric(e2e.parse_metrics(c.get("/metrics").text), "cloob_http_requests_total",
+                                    route="/embed/image", code="429") >= 1, what="429 counted")
         m = e2e.parse_metrics(c.get("/metrics").text)
-        assert e2e.metric(m, "cloob_http_requests_total", route="/embed/image", code="429") >= 1
         assert e2e.metric(m, "cloob_errors_total", reason="queue_full") >= 1
 
 
