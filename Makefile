@@ -48,7 +48,9 @@ endif
 TORCH_FLAGS := $(TORCH_INC) -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_CXX11_ABI)
 
 LIBS_C  := $(shell pkg-config --libs libmicrohttpd libcjson libjpeg) -lm -ldl
-LIBS_SP := -lsentencepiece
+# SentencePiece is NOT linked into the programs (its bundled protobuf clashes with libtorch's):
+# the shim dlopen()s build/libcloob_spm.so, see shim/plugin/spm_plugin.h.
+SPM_PLUGIN := $(BUILD)/libcloob_spm.so
 
 # ---- sources ------------------------------------------------------------------------------
 # Every server/*.c except the two programs' mains goes into libcloobcore.a.
@@ -67,7 +69,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/u
 SHIM_TESTS := $(patsubst tests/shim/%.c,$(BUILD)/tests/shim/%,$(wildcard tests/shim/test_*.c))
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 
-BINS := $(BUILD)/cloob-server $(BUILD)/cloob-embed
+BINS := $(BUILD)/cloob-server $(BUILD)/cloob-embed $(SPM_PLUGIN)
 BENCH_BINS := $(BUILD)/bench_model
 
 .SECONDARY:
@@ -90,7 +92,11 @@ $(BUILD)/shim/model%.o: shim/model%.cc
 
 $(BUILD)/shim/%.o: shim/%.cc
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS_BASE) $(CXXFLAGS) -c $< -o $@
+	$(CXX) $(CXXFLAGS_BASE) -DCLOOB_SPM_PLUGIN_DEFAULT='"$(abspath $(SPM_PLUGIN))"' $(CXXFLAGS) -c $< -o $@
+
+$(SPM_PLUGIN): shim/plugin/spm_plugin.cc shim/plugin/spm_plugin.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_BASE) -fPIC -shared -fvisibility=hidden $(CXXFLAGS) $(LDFLAGS) -o $@ $< -lsentencepiece
 
 $(BUILD)/libcloobcore.a: $(CORE_OBJS)
 	@rm -f $@
@@ -100,7 +106,7 @@ $(BUILD)/libcloobshim.a: $(SHIM_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-LINK_ALL = $(CXX) $(LDFLAGS) -pthread -o $@ $^ $(TORCH_LIB) $(LIBS_SP) $(LIBS_C)
+LINK_ALL = $(CXX) $(LDFLAGS) -pthread -o $@ $(filter %.o %.a,$^) $(TORCH_LIB) $(LIBS_C)
 
 $(BUILD)/cloob-server: $(BUILD)/server/main.o $(BUILD)/libcloobcore.a $(BUILD)/libcloobshim.a
 	$(LINK_ALL)
@@ -122,7 +128,7 @@ $(BUILD)/tests/%.o: tests/%.c
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libcloobcore.a
 	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(LIBS_C)
 
-$(BUILD)/tests/shim/%: $(BUILD)/tests/shim/%.o $(BUILD)/libcloobcore.a $(BUILD)/libcloobshim.a
+$(BUILD)/tests/shim/%: $(BUILD)/tests/shim/%.o $(BUILD)/libcloobcore.a $(BUILD)/libcloobshim.a | $(SPM_PLUGIN)
 	$(LINK_ALL)
 
 # ---- test models (tiny random weights, real tokenizer) -------------------------------------
@@ -175,9 +181,11 @@ gpu-check:
 
 install: $(BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/cloob-server
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/cloob-server
+	install -m 0755 $(BUILD)/cloob-server $(BUILD)/cloob-embed $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(SPM_PLUGIN) $(DESTDIR)$(PREFIX)/lib/cloob-server/
 	install -m 0644 openapi.yaml config/cloob-server.conf $(DESTDIR)$(PREFIX)/share/cloob-server/
-	install -m 0755 tools/export_model.py $(DESTDIR)$(PREFIX)/share/cloob-server/
+	install -m 0755 tools/export_model.py tools/cloob_model.py $(DESTDIR)$(PREFIX)/share/cloob-server/
 
 format:
 	clang-format -i server/*.c server/*.h shim/*.cc shim/*.h tests/unit/*.c tests/shim/*.c

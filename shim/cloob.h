@@ -131,8 +131,8 @@ cloob_status cloob_model_warmup(cloob_model *model, const int *image_batches, in
 
 /* ---------------------------------------------------------------------------------------------
  * Tokenizer: SPEC.md section 4 on the SentencePiece model file. The SentencePiece step is
- * shim/spm.cc, a re-implementation of libsentencepiece 0.1.97's unigram encoder (Debian's
- * libsentencepiece cannot share a process with Debian's libtorch: see shim/spm.h).
+ * Debian's libsentencepiece, loaded as the plugin libcloob_spm.so with RTLD_DEEPBIND (linked
+ * directly it cannot share a process with Debian's libtorch: see shim/plugin/spm_plugin.h).
  * ------------------------------------------------------------------------------------------- */
 typedef struct cloob_tokenizer cloob_tokenizer;
 

@@ -1,8 +1,8 @@
 /*
  * tokenizer.cc - SPEC.md section 4 (rinna's T5Tokenizer with do_lower_case, then
- * japanese_clip.tokenize) on the SentencePiece model file, encoded by spm.cc (a re-implementation
- * of libsentencepiece 0.1.97's unigram encoder; spm.h says why the library itself cannot be linked
- * next to Debian's libtorch). Compiled WITHOUT libtorch.
+ * japanese_clip.tokenize) on the SentencePiece model file, encoded by Debian's libsentencepiece
+ * through spm.cc (a dlopen'ed plugin: shim/plugin/spm_plugin.h says why the library cannot be
+ * linked next to Debian's libtorch). Compiled WITHOUT libtorch.
  *
  * Pipeline for one text (each step mirrors a line of the Python reference, which is
  * tests/reference/ref_tokenizer.py; tests/test_tokenizer.py checks the two id for id):
@@ -20,7 +20,7 @@
  *      A text chunk next to a special token loses whitespace (Python str.isspace, which includes
  *      U+3000, U+0085 and U+001C..U+001F) on the side touching it; empty chunks vanish.
  *   3. SentencePiece Encode of each chunk. libsentencepiece merges a run of unknown characters
- *      into one <unk> (checked with the Python module: "😀😀😀" -> [9, 0]) and so does spm.cc;
+ *      into one <unk> (checked with the Python module: "😀😀😀" -> [9, 0]);
  *      transformers maps each unknown surface piece back to one id 0, so nothing more is merged.
  *   4. [CLS] + first max_seq_len-1 ids, then [PAD]/mask 0.
  *

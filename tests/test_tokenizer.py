@@ -235,7 +235,7 @@ def test_unicode_version_recorded(root):
         "shim/lowercase_table.h was generated for another Unicode version: rerun tools/gen_lowercase.py"
 
 
-# ---- the SentencePiece step alone: shim/spm.cc against the sentencepiece module -----------
+# ---- the SentencePiece step alone: the shim's plugin path against the Python module --------
 
 BLOCKS = [(0x20, 0x7E), (0x00, 0x1F), (0x7F, 0xFF), (0x100, 0x24F), (0x300, 0x36F), (0x370, 0x3FF),
           (0x400, 0x4FF), (0x2000, 0x206F), (0x2100, 0x218F), (0x2460, 0x24FF), (0x2E80, 0x2FDF),
