@@ -407,7 +407,7 @@ static void vpass(const uint8_t *in, int origin, size_t row_len, const resample_
     vpass_scalar(in, origin, row_len, t, acc, out);
 }
 
-/* Pillow's convert("RGBa") / convert("La") on columns [x0, x1) of one row. */
+/* Pillow's convert("RGBa") / convert("La") of `pixels` pixels (C = 2 or 4, alpha last). */
 static void premultiply(const uint8_t *src, uint8_t *dst, size_t pixels, int C)
 {
     for (size_t i = 0; i < pixels; i++) {
@@ -511,7 +511,6 @@ static void nearest_map(uint32_t in_size, int64_t out_size, int64_t first, int c
 struct image_resizer {
     image_mode mode;
     int C, S;
-    uint32_t W, H;
     int nearest;             /* P and 1 (when resized): Pillow's NEAREST */
     int need_h, need_v;      /* bilinear: passes that run (a side that keeps its size is skipped) */
     int premul;              /* LA/RGBA through Pillow's resize: premultiplied in, divided out */
@@ -567,8 +566,6 @@ image_status image_resizer_new(image_resizer **out, uint32_t width, uint32_t hei
     r->mode = mode;
     r->C = C;
     r->S = size;
-    r->W = width;
-    r->H = height;
     r->left = round_half_even_half(new_w - S);
     r->top = round_half_even_half(new_h - S);
     int resized = new_w != W || new_h != H;

@@ -31,7 +31,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     image_header h;
     image_status probed = image_probe(data, size, &h);
+    /* Both resize kernel sets get fuzzed (they must agree; the unit and parity tests check that). */
+    image_resize_force_scalar((int)(size & 1));
+    /* image_preprocess streams JPEG into the resizer; image_decode is the whole-image path. */
+    image img;
+    image_status decoded = image_decode(data, size, &lim, &img, err, sizeof err);
+    if (decoded == IMAGE_OK) {
+        assert(img.width == h.width && img.height == h.height && img.mode == h.mode);
+        image_free(&img);
+    }
     image_status st = image_preprocess(data, size, &lim, FUZZ_SIZE, mean, std, out, err, sizeof err);
+    assert((st == IMAGE_OK) == (decoded == IMAGE_OK));
     assert(st >= IMAGE_OK && st <= IMAGE_ERR_ARGUMENT);
     if (st == IMAGE_OK) {
         /* what decodes must have probed, within the limits */
