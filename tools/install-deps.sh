@@ -33,6 +33,18 @@ else
   echo "install-deps: all Debian packages present"
 fi
 
+# Node.js runs the OpenAPI 3.1 document validator of the end-to-end tests (tests/e2e/package.json,
+# pinned by its package-lock.json). Debian's nodejs/npm only when the machine has no node at all.
+if [ "${CLOOB_DEPS_MINIMAL:-0}" != 1 ]; then
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    $SUDO apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  if [ ! -d "$here/tests/e2e/node_modules/@seriousme/openapi-schema-validator" ]; then
+    (cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
 # OpenBLAS as libblas.so.3 / liblapack.so.3 (the pthread flavour: libtorch runs one GEMM at a time
 # from its own thread pool, so OpenBLAS's own threads are what parallelise the big matmuls).
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
