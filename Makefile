@@ -94,6 +94,9 @@ $(BUILD)/shim/%.o: shim/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS_BASE) -DCLOOB_SPM_PLUGIN_DEFAULT='"$(abspath $(SPM_PLUGIN))"' $(CXXFLAGS) -c $< -o $@
 
+# openapi.yaml is compiled into the server (.incbin, path relative to the repo root).
+$(BUILD)/server/openapi_embed.o: openapi.yaml
+
 $(SPM_PLUGIN): shim/plugin/spm_plugin.cc shim/plugin/spm_plugin.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS_BASE) -fPIC -shared -fvisibility=hidden $(CXXFLAGS) $(LDFLAGS) -o $@ $< -lsentencepiece

@@ -31,9 +31,9 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi_embed.h"
 #include "workers.h"
 
-#define OPENAPI_MAX_BYTES (1u << 20)
 
 /* Settings that exist only for tests; taken out of argv before config_load sees it. */
 typedef struct debug_flags {
@@ -90,36 +90,6 @@ static int take_debug_flags(int *argc, char **argv, debug_flags *d, char *err, s
     return 0;
 }
 
-/* openapi.yaml: next to the binary, one level up (build/ -> repo root), or in the installed
- * share directory. Returns a malloc'd buffer (caller frees) or NULL. */
-static char *load_openapi(size_t *len) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return NULL;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash) return NULL;
-    *slash = '\0';
-    const char *rel[] = {"openapi.yaml", "../openapi.yaml", "../share/cloob-server/openapi.yaml"};
-    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-        char path[PATH_MAX + 64];
-        snprintf(path, sizeof path, "%s/%s", exe, rel[i]);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        char *buf = malloc(OPENAPI_MAX_BYTES + 1);
-        size_t got = buf ? fread(buf, 1, OPENAPI_MAX_BYTES + 1, f) : 0;
-        fclose(f);
-        if (!buf || got == 0 || got > OPENAPI_MAX_BYTES) {
-            free(buf);
-            continue;
-        }
-        buf[got] = '\0';
-        *len = got;
-        return buf;
-    }
-    return NULL;
-}
-
 static int cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 && n < 1024 ? (int)n : 1;
@@ -171,9 +141,6 @@ int main(int argc, char **argv) {
         log_error("cannot create the metrics registry");
         return 1;
     }
-    size_t openapi_len = 0;
-    char *openapi = load_openapi(&openapi_len);
-    if (!openapi) log_warn("openapi.yaml not found next to the binary: GET /openapi.yaml will answer 404");
     char runtime[2048] = "";
     if (cloob_runtime_describe(runtime, sizeof runtime) != CLOOB_OK) runtime[0] = '\0';
 
@@ -217,8 +184,8 @@ int main(int argc, char **argv) {
     hd.b = b;
     hd.w = w;
     hd.m = m;
-    hd.openapi = openapi;
-    hd.openapi_len = openapi_len;
+    hd.openapi = cloob_openapi_yaml;
+    hd.openapi_len = cloob_openapi_yaml_len();
     hd.runtime_json = runtime[0] ? runtime : NULL;
     hd.start_time_ns = t_start;
     http_server *http = http_start(&hd, err, sizeof err);
@@ -262,7 +229,6 @@ int main(int argc, char **argv) {
     workers_free(w);
     batcher_free(b);
     metrics_free(m);
-    free(openapi);
     config_free(&cfg);
     log_info("stopped");
     return 0;
