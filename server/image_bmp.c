@@ -10,8 +10,11 @@
  * Supported, as in Pillow: header sizes 12 (OS/2 1.x), 40, 64, 108, 124; 1/4/8-bit palettes;
  * 16-bit (5-5-5 or 5-6-5), 24-bit, 32-bit; BI_RGB and the BITFIELDS layouts Pillow lists.
  * Refused: RLE4/RLE8 (Pillow decodes them; rare enough that we say so instead), JPEG/PNG-in-BMP
- * and everything Pillow refuses. Pillow misreads a 4-bit BMP whose palette is the grey ramp (and
- * an 8-bit one with a 2-entry black/white palette) as 8-bit (1-bit) data; we read those correctly.
+ * and everything Pillow refuses.
+ * Pillow's grey-palette shortcut reads pixels by the new mode, not by the file's depth: mode L as
+ * one byte per pixel, mode 1 as one bit per pixel, whatever the bits field says (a 4-bit file with
+ * a grey-ramp palette is read as 8-bit and refused when a row is too short for that). We do the
+ * same, so such files give Pillow's pixels or Pillow's refusal.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -201,14 +204,18 @@ static image_status bmp_parse(const uint8_t *d, size_t len, bmp_info *bi, char *
         if (bmp_palette_is_grey(d + bi->palette_off, bi))
             bi->mode = colors == 2 ? IMAGE_MODE_1 : IMAGE_MODE_L;
     }
+    uint64_t stride = (((uint64_t)bi->width * (uint64_t)bits + 31) >> 3) & ~(uint64_t)3;
+    bi->stride = (size_t)stride;
+    if (bi->mode == IMAGE_MODE_L && bi->width > stride) /* Pillow: "codec configuration error" */
+        return image_fail(IMAGE_ERR_DECODE, err, errlen,
+                          "bmp: %d-bit pixels with a grey palette (read as 8-bit by the "
+                          "reference decoder, which then refuses the file)", bits);
     if (pixel_off == 0) /* Pillow: "offset or fp.tell()", i.e. right after what it has read */
         pixel_off = (uint32_t)(bits <= 8 ? bi->palette_off + (size_t)bi->colors * bi->palette_stride
                                          : 14 + header_size +
                                                (compression == BMP_BITFIELDS && header_size == 40
                                                     ? 12 : 0));
     bi->pixel_off = pixel_off;
-    uint64_t stride = (((uint64_t)bi->width * (uint64_t)bits + 31) >> 3) & ~(uint64_t)3;
-    bi->stride = (size_t)stride;
     return IMAGE_OK;
 }
 
@@ -241,14 +248,14 @@ static void bmp_unpack_row(const uint8_t *row, const bmp_info *bi, const image_p
     uint32_t w = bi->width;
     switch (bi->layout) {
     case BMP_PALETTE:
+        /* Pillow unpacks by mode: P by the file's depth, 1 as bits, L as bytes (see the top). */
         for (uint32_t x = 0; x < w; x++) {
-            uint8_t i = bmp_index(row, x, bi->bits);
             if (bi->mode == IMAGE_MODE_P)
-                memcpy(dst + 3 * (size_t)x, pal->rgb[i], 3);
+                memcpy(dst + 3 * (size_t)x, pal->rgb[bmp_index(row, x, bi->bits)], 3);
             else if (bi->mode == IMAGE_MODE_1)
-                dst[x] = i ? 255 : 0;
+                dst[x] = bmp_index(row, x, 1) ? 255 : 0;
             else
-                dst[x] = i; /* L: the palette is the grey ramp, so the index is the grey level */
+                dst[x] = row[x]; /* L: a grey-ramp palette maps index i to grey level i */
         }
         break;
     case BMP_BGR15:

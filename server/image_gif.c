@@ -11,8 +11,8 @@
  *   - The canvas is the logical screen, grown to hold the frame if it sticks out. Outside the
  *     frame it holds the transparent index if the frame has one, else index 0.
  *   - LZW: Pillow's decoder (code sizes up to 12, deferred clear, "code == next" allowed). It stops
- *     as soon as the frame is full and ignores what follows; a stream that ends earlier (end code,
- *     block terminator or end of file) is "image file is truncated" there, and is refused here.
+ *     as soon as the frame is full and ignores what follows; a stream that ends earlier (an end
+ *     code, or the end of the file) is "image file is truncated" there, and is refused here.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -188,13 +188,15 @@ typedef struct gif_lzw {
     uint8_t stack[GIF_TABLE]; /* a string, built from its end */
 } gif_lzw;
 
-/* Next code, or -1 when the data runs out (end of file or a block terminator). */
+/* Next code, or -1 when the data runs out. Like Pillow, a zero-length sub-block does not end the
+ * data: the next byte is read as another sub-block length (only the end of the file, or a block
+ * longer than what is left, stops it). */
 static int gif_lzw_code(gif_lzw *z)
 {
     while (z->bitcount < z->codesize) {
-        if (z->block_left == 0) {
+        while (z->block_left == 0) {
             int n = gif_byte(&z->in);
-            if (n <= 0 || z->in.len - z->in.pos < (size_t)n)
+            if (n < 0 || z->in.len - z->in.pos < (size_t)n)
                 return -1;
             z->block_left = n;
         }

@@ -9,12 +9,13 @@
  *     YCCK into CMYK); Pillow always reads CMYK as "CMYK;I", i.e. Adobe's inverted convention,
  *     so every CMYK byte is inverted after decoding. Any other component count is refused, as in
  *     Pillow's SOF handler.
- *   - A truncated file: Pillow's suspending source makes libjpeg stop and Pillow raises "image file
- *     is truncated". libjpeg's memory source instead warns (JWRN_JPEG_EOF) and invents an EOI; we
- *     turn exactly that warning into IMAGE_ERR_DECODE. Other libjpeg warnings (e.g. extraneous
- *     bytes before a marker) are ignored, as Pillow ignores them.
- *   - Pillow stops once every scanline is read and ignores what follows (it accepts a file with a
- *     missing EOI), so we never call jpeg_finish_decompress.
+ *   - Running out of data: Pillow's suspending source makes libjpeg stop, and Pillow raises "image
+ *     file is truncated" unless every scanline was already read. libjpeg's memory source instead
+ *     warns (JWRN_JPEG_EOF) and invents an EOI. So that warning is an error until the last
+ *     scanline, and the end of the decode after it.
+ *   - After the last scanline Pillow calls jpeg_finish_decompress, which reads the rest of the
+ *     file: a libjpeg error there (a corrupt marker after the image) fails the image; so here too.
+ *   - Other libjpeg warnings (corrupt entropy data, extraneous bytes) are ignored, as Pillow does.
  * image_jpeg_decode_into streams the scanlines into a resizer instead of a whole image: the
  * pipeline then holds 8 decoded rows, not width*height*3 bytes (libjpeg itself still buffers the
  * coefficients of a progressive file).
@@ -22,7 +23,8 @@
  * scans can otherwise cost seconds of CPU per request).
  *
  * libjpeg reports errors through error_exit, which must not return: we longjmp back to the
- * function that called setjmp. Locals changed after setjmp are volatile.
+ * function that called setjmp (jpeg_run). Everything libjpeg and the handlers touch lives in a
+ * jpeg_job owned by jpeg_run's caller, so no local of the setjmp function changes after setjmp.
  */
 #include <setjmp.h>
 #include <stdio.h>
@@ -40,6 +42,8 @@ typedef struct jpeg_guard {
     struct jpeg_error_mgr pub; /* must be first: libjpeg hands us a pointer to it */
     struct jpeg_progress_mgr progress;
     jmp_buf jump;
+    int finishing;             /* every scanline is read: running out of data ends the decode */
+    int finished;              /* ... and it did: the image is complete */
     char message[JMSG_LENGTH_MAX];
 } jpeg_guard;
 
@@ -51,11 +55,12 @@ static void jpeg_guard_error_exit(j_common_ptr cinfo)
     longjmp(g->jump, 1);
 }
 
-/* Warnings (msg_level -1) and trace messages (>= 0). Only "premature end of data" is fatal. */
+/* Warnings (msg_level -1) and trace messages (>= 0). Only running out of data matters. */
 static void jpeg_guard_emit_message(j_common_ptr cinfo, int msg_level)
 {
     jpeg_guard *g = (jpeg_guard *)cinfo->err;
     if (msg_level < 0 && g->pub.msg_code == JWRN_JPEG_EOF) {
+        g->finished = g->finishing;
         snprintf(g->message, sizeof g->message, "image file is truncated");
         longjmp(g->jump, 1);
     }
@@ -104,66 +109,44 @@ static image_status jpeg_mode_of(const struct jpeg_decompress_struct *cinfo, ima
                       cinfo->num_components);
 }
 
-/*
- * The *_body functions do the libjpeg work; the exported functions only own the setjmp. A libjpeg
- * error longjmps out of the body (whose locals are then gone), so no local variable of a function
- * that called setjmp is ever changed after it - the rule that keeps longjmp well defined.
- */
-static image_status jpeg_probe_body(struct jpeg_decompress_struct *cinfo, image_header *out,
-                                    char *err, size_t errlen)
-{
-    jpeg_read_header(cinfo, TRUE);
-    image_mode mode = IMAGE_MODE_RGB;
-    J_COLOR_SPACE space = JCS_RGB;
-    image_status st = jpeg_mode_of(cinfo, &mode, &space, err, errlen);
-    if (st != IMAGE_OK)
-        return st;
-    if (cinfo->image_width == 0 || cinfo->image_height == 0)
-        return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: zero-sized image");
-    out->format = IMAGE_FORMAT_JPEG;
-    out->mode = mode;
-    out->width = cinfo->image_width;
-    out->height = cinfo->image_height;
-    return IMAGE_OK;
-}
-
-image_status image_jpeg_probe(const uint8_t *data, size_t len, image_header *out, char *err,
-                              size_t errlen)
-{
+/* The state of one decode; see the top of the file for why it is not a local of jpeg_run. */
+typedef struct jpeg_job {
     struct jpeg_decompress_struct cinfo;
     jpeg_guard guard;
-    jpeg_guard_init(&guard, &cinfo);
-    if (setjmp(guard.jump)) {
-        jpeg_destroy_decompress(&cinfo);
-        return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: %s", guard.message);
-    }
-    jpeg_create_decompress(&cinfo);
-    jpeg_guard_attach(&guard, &cinfo, data, len);
-    image_status st = jpeg_probe_body(&cinfo, out, err, errlen);
-    jpeg_destroy_decompress(&cinfo);
+    const image_header *hdr;  /* decode: what the probe saw */
+    image_header *probed;     /* probe: filled from the header (and nothing is decoded) */
+    image *out;               /* decode into a whole image, or */
+    image_resizer *rz;        /* stream rows into a resizer through */
+    uint8_t *rows_buf;        /* JPEG_ROWS rows, owned by the caller */
+    char *err;
+    size_t errlen;
+} jpeg_job;
+
+#define JPEG_ROWS 8
+
+static image_status jpeg_read_mode(jpeg_job *job, image_mode *mode, J_COLOR_SPACE *space)
+{
+    jpeg_read_header(&job->cinfo, TRUE);
+    image_status st = jpeg_mode_of(&job->cinfo, mode, space, job->err, job->errlen);
+    if (st == IMAGE_OK && (job->cinfo.image_width == 0 || job->cinfo.image_height == 0))
+        st = image_fail(IMAGE_ERR_DECODE, job->err, job->errlen, "jpeg: zero-sized image");
     return st;
 }
 
-/*
- * Decodes every scanline (Pillow reads them all, so a file truncated anywhere is refused) into
- * `out` when it is not NULL, else into `rows` (JPEG_ROWS rows of width*channels bytes, owned by
- * the caller so nothing leaks on a longjmp) and from there into the resizer `rz`.
- */
-#define JPEG_ROWS 8
-
-static image_status jpeg_decode_body(struct jpeg_decompress_struct *cinfo,
-                                     const image_header *hdr, image *out, image_resizer *rz,
-                                     uint8_t *rows_buf, char *err, size_t errlen)
+/* Decodes every scanline into job->out or, through job->rows_buf, into job->rz. */
+static image_status jpeg_decode_body(jpeg_job *job)
 {
-    jpeg_read_header(cinfo, TRUE);
+    struct jpeg_decompress_struct *cinfo = &job->cinfo;
+    const image_header *hdr = job->hdr;
     image_mode mode = IMAGE_MODE_RGB;
     J_COLOR_SPACE space = JCS_RGB;
-    image_status st = jpeg_mode_of(cinfo, &mode, &space, err, errlen);
+    image_status st = jpeg_read_mode(job, &mode, &space);
     if (st != IMAGE_OK)
         return st;
     if (mode != hdr->mode || cinfo->image_width != hdr->width ||
         cinfo->image_height != hdr->height)
-        return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: header changed between reads");
+        return image_fail(IMAGE_ERR_DECODE, job->err, job->errlen,
+                          "jpeg: header changed between reads");
     /* Pillow's defaults, spelled out: they are what makes the output bit-identical. */
     cinfo->out_color_space = space;
     cinfo->dct_method = JDCT_ISLOW;
@@ -175,11 +158,11 @@ static image_status jpeg_decode_body(struct jpeg_decompress_struct *cinfo,
     int channels = image_mode_channels(mode);
     if (cinfo->output_width != hdr->width || cinfo->output_height != hdr->height ||
         cinfo->output_components != channels)
-        return image_fail(IMAGE_ERR_DECODE, err, errlen,
+        return image_fail(IMAGE_ERR_DECODE, job->err, job->errlen,
                           "jpeg: decoder output %ux%ux%d does not match the header",
                           cinfo->output_width, cinfo->output_height, cinfo->output_components);
-    if (out) {
-        st = image_alloc(out, hdr->width, hdr->height, mode);
+    if (job->out) {
+        st = image_alloc(job->out, hdr->width, hdr->height, mode);
         if (st != IMAGE_OK)
             return st;
     }
@@ -190,62 +173,84 @@ static image_status jpeg_decode_body(struct jpeg_decompress_struct *cinfo,
         JDIMENSION want = cinfo->output_height - first;
         if (want > JPEG_ROWS)
             want = JPEG_ROWS;
-        uint8_t *base = out ? out->pixels + (size_t)first * stride : rows_buf;
+        uint8_t *base = job->out ? job->out->pixels + (size_t)first * stride : job->rows_buf;
         for (JDIMENSION i = 0; i < want; i++)
             rows[i] = base + (size_t)i * stride;
         /* With a memory source libjpeg never suspends, so 0 rows means it gave up. */
         JDIMENSION got = jpeg_read_scanlines(cinfo, rows, want);
         if (got == 0)
-            return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: no data at scanline %u",
-                              first);
+            return image_fail(IMAGE_ERR_DECODE, job->err, job->errlen,
+                              "jpeg: no data at scanline %u", first);
         for (JDIMENSION i = 0; i < got; i++) {
             if (mode == IMAGE_MODE_CMYK) /* Pillow's "CMYK;I" */
                 for (size_t b = 0; b < stride; b++)
                     rows[i][b] = (uint8_t)~rows[i][b];
-            if (rz)
-                image_resizer_push_row(rz, first + i, rows[i]);
+            if (job->rz)
+                image_resizer_push_row(job->rz, first + i, rows[i]);
         }
     }
+    job->guard.finishing = 1;
+    jpeg_finish_decompress(cinfo);
     return IMAGE_OK;
 }
 
-/* One setjmp for both entry points: exactly one of out / rz is used. */
-static image_status jpeg_decode_guarded(const uint8_t *data, size_t len, const image_header *hdr,
-                                        image *out, image_resizer *rz, uint8_t *rows_buf,
-                                        char *err, size_t errlen)
+/* The one setjmp: runs a probe (job->probed) or a decode (job->out or job->rz). */
+static image_status jpeg_run(jpeg_job *job, const uint8_t *data, size_t len)
 {
-    struct jpeg_decompress_struct cinfo;
-    jpeg_guard guard;
-    jpeg_guard_init(&guard, &cinfo);
-    if (setjmp(guard.jump)) {
-        jpeg_destroy_decompress(&cinfo);
-        if (out)
-            image_free(out); /* the body may have allocated it before libjpeg failed */
-        return image_fail(IMAGE_ERR_DECODE, err, errlen, "jpeg: %s", guard.message);
+    jpeg_guard_init(&job->guard, &job->cinfo);
+    if (setjmp(job->guard.jump)) {
+        jpeg_destroy_decompress(&job->cinfo);
+        if (job->guard.finished)
+            return IMAGE_OK; /* every scanline was read; the file just ends without an EOI */
+        if (job->out)
+            image_free(job->out); /* the body may have allocated it before libjpeg failed */
+        return image_fail(IMAGE_ERR_DECODE, job->err, job->errlen, "jpeg: %s",
+                          job->guard.message);
     }
-    jpeg_create_decompress(&cinfo);
-    jpeg_guard_attach(&guard, &cinfo, data, len);
-    image_status st = jpeg_decode_body(&cinfo, hdr, out, rz, rows_buf, err, errlen);
-    jpeg_destroy_decompress(&cinfo); /* not jpeg_finish_decompress: see the top of the file */
-    if (st != IMAGE_OK && out)
-        image_free(out);
+    jpeg_create_decompress(&job->cinfo);
+    jpeg_guard_attach(&job->guard, &job->cinfo, data, len);
+    image_status st;
+    if (job->probed) {
+        image_mode mode = IMAGE_MODE_RGB;
+        J_COLOR_SPACE space = JCS_RGB;
+        st = jpeg_read_mode(job, &mode, &space);
+        if (st == IMAGE_OK) {
+            job->probed->format = IMAGE_FORMAT_JPEG;
+            job->probed->mode = mode;
+            job->probed->width = job->cinfo.image_width;
+            job->probed->height = job->cinfo.image_height;
+        }
+    } else {
+        st = jpeg_decode_body(job);
+    }
+    jpeg_destroy_decompress(&job->cinfo);
+    if (st != IMAGE_OK && job->out)
+        image_free(job->out);
     return st;
+}
+
+image_status image_jpeg_probe(const uint8_t *data, size_t len, image_header *out, char *err,
+                              size_t errlen)
+{
+    jpeg_job job = {.probed = out, .err = err, .errlen = errlen};
+    return jpeg_run(&job, data, len);
 }
 
 image_status image_jpeg_decode(const uint8_t *data, size_t len, const image_header *hdr,
                                image *out, char *err, size_t errlen)
 {
-    return jpeg_decode_guarded(data, len, hdr, out, NULL, NULL, err, errlen);
+    jpeg_job job = {.hdr = hdr, .out = out, .err = err, .errlen = errlen};
+    return jpeg_run(&job, data, len);
 }
 
 image_status image_jpeg_decode_into(const uint8_t *data, size_t len, const image_header *hdr,
                                     image_resizer *rz, char *err, size_t errlen)
 {
-    int channels = image_mode_channels(hdr->mode);
-    uint8_t *rows_buf = malloc((size_t)JPEG_ROWS * hdr->width * (size_t)channels);
-    if (!rows_buf)
+    jpeg_job job = {.hdr = hdr, .rz = rz, .err = err, .errlen = errlen};
+    job.rows_buf = malloc((size_t)JPEG_ROWS * hdr->width * (size_t)image_mode_channels(hdr->mode));
+    if (!job.rows_buf)
         return image_fail(IMAGE_ERR_NO_MEMORY, err, errlen, "jpeg: out of memory");
-    image_status st = jpeg_decode_guarded(data, len, hdr, NULL, rz, rows_buf, err, errlen);
-    free(rows_buf);
+    image_status st = jpeg_run(&job, data, len);
+    free(job.rows_buf);
     return st;
 }

@@ -15,9 +15,11 @@
  * copy of the file whose IHDR says "grey" and whose tRNS chunk is renamed (an ancillary name stb
  * skips); stb does not check CRCs.
  *
- * Before stb sees the data we walk the chunk list ourselves: truncated chunks, a missing IEND and
- * unknown critical chunks are refused with a clear message (stb would otherwise write the unknown
- * chunk's name into a static, not thread-safe, buffer). stb's allocations go through a per-thread
+ * Before stb sees the data we walk the chunk list ourselves: truncated chunks, a missing IEND,
+ * unknown critical chunks and bad CRCs before the image data (Pillow checks those) are refused with
+ * a clear message (stb would otherwise write an unknown chunk's name into a static, not
+ * thread-safe, buffer). Not matched: Pillow also refuses a zlib stream whose Adler-32 is wrong
+ * (stb does not check it) and accepts one cut short after the last scanline (stb does not). stb's allocations go through a per-thread
  * cap derived from the header, so a zlib bomb fails instead of inflating gigabytes.
  */
 #include <limits.h>
@@ -124,10 +126,35 @@ image_status image_png_probe(const uint8_t *data, size_t len, image_header *out,
     return IMAGE_OK;
 }
 
-/* Walks every chunk up to IEND; records PLTE and tRNS. */
+/* CRC-32 of the PNG spec (and zlib), over a chunk's type and body. */
+static uint32_t png_crc(const uint32_t table[256], const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++)
+        c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static void png_crc_table(uint32_t table[256])
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+}
+
+/*
+ * Walks every chunk up to IEND; records PLTE and tRNS. Like Pillow, checks the CRC of every chunk
+ * before the first IDAT (a mismatch there is "broken PNG file" at open); image data and later
+ * chunks are not checked by Pillow, so not here either.
+ */
 static image_status png_walk(const uint8_t *data, size_t len, png_layout *lay, char *err,
                              size_t errlen)
 {
+    uint32_t crc_table[256];
+    png_crc_table(crc_table);
     memset(lay, 0, sizeof *lay);
     lay->width = png_be32(data + 16);
     lay->height = png_be32(data + 20);
@@ -141,20 +168,27 @@ static image_status png_walk(const uint8_t *data, size_t len, png_layout *lay, c
                               "png: image file is truncated (no IEND chunk)");
         uint32_t clen = png_be32(data + pos);
         const uint8_t *type = data + pos + 4;
-        if (clen > 0x7FFFFFFFu || clen > len - pos - 12)
-            return image_fail(IMAGE_ERR_DECODE, err, errlen,
-                              "png: image file is truncated (chunk %.4s of %u bytes)",
-                              (const char *)type, clen);
+        /* Letters only: checked first, since the messages below quote the type (and error
+         * messages end up in JSON responses, so they must stay ASCII). */
         for (int i = 0; i < 4; i++) {
             uint8_t c = type[i];
             if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
                 return image_fail(IMAGE_ERR_DECODE, err, errlen, "png: corrupt chunk type");
         }
+        if (clen > 0x7FFFFFFFu || clen > len - pos - 12)
+            return image_fail(IMAGE_ERR_DECODE, err, errlen,
+                              "png: image file is truncated (chunk %.4s of %u bytes)",
+                              (const char *)type, clen);
         size_t body = pos + 8;
+        if (memcmp(type, "IDAT", 4) == 0)
+            idat_seen = 1;
+        if (!idat_seen && png_crc(crc_table, type, (size_t)clen + 4) != png_be32(data + body + clen))
+            return image_fail(IMAGE_ERR_DECODE, err, errlen,
+                              "png: broken file (bad checksum in chunk %.4s)", (const char *)type);
         if (memcmp(type, "IEND", 4) == 0)
             break;
         if (memcmp(type, "IDAT", 4) == 0) {
-            idat_seen = 1;
+            /* image data: stb inflates it */
         } else if (memcmp(type, "PLTE", 4) == 0) {
             if (clen == 0 || clen % 3 != 0 || clen > 256 * 3)
                 return image_fail(IMAGE_ERR_DECODE, err, errlen, "png: invalid PLTE chunk");

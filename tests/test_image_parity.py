@@ -7,8 +7,10 @@ the right image_status. Run with -s to see the per-type table of differences.
 """
 import io
 import os
+import pathlib
 import struct
 import subprocess
+import zlib
 
 import numpy as np
 import pytest
@@ -295,6 +297,45 @@ def test_refused(name, mode, tmp_path):
     if pillow_fails:
         with pytest.raises(Exception):
             ref.resize_crop_rgb(data)
+
+
+CORPUS = pathlib.Path(__file__).resolve().parent / "fuzz" / "corpus" / "fuzz_image"
+
+
+def _png_zlib_broken(data):
+    """A PNG whose image data is not a clean zlib stream: the one place we knowingly differ from
+    Pillow (it refuses a bad Adler-32 that stb ignores, and accepts a stream cut after the last
+    scanline that stb refuses)."""
+    if not data.startswith(b"\x89PNG"):
+        return False
+    pos, idat = 8, b""
+    while pos + 8 <= len(data):
+        n, kind = struct.unpack(">I", data[pos:pos + 4])[0], data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    try:
+        zlib.decompress(idat)
+        return False
+    except zlib.error:
+        return True
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.iterdir()), ids=lambda p: p.name)
+def test_fuzz_corpus_agrees_with_pillow(path, tmp_path):
+    """The fuzz seeds, including corrupt files the fuzzer found where Pillow's rules are subtle
+    (regress_*): we accept exactly what Pillow accepts, with the same pixels."""
+    data = path.read_bytes()
+    try:
+        want = ref.resize_crop_rgb(data)
+    except Exception:  # Pillow refuses the file
+        want = None
+    status, line, got = run_tool(data, tmp_path, path.name)
+    if _png_zlib_broken(data):
+        return
+    assert (status == IMAGE_OK) == (want is not None), f"C: {line}; Pillow {'ok' if want is not None else 'refuses'}"
+    if want is not None:
+        assert np.array_equal(got.reshape(224, 224, 3), want)
 
 
 def test_summary():

@@ -50,7 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < sizeof out / sizeof out[0]; i++)
             assert(isfinite(out[i]));
     } else {
-        assert(err[0] != '\0'); /* every failure says why */
+        assert(err[0] != '\0'); /* every failure says why, in printable ASCII (it goes into JSON) */
+        for (const char *c = err; *c; c++)
+            assert(*c >= 0x20 && *c < 0x7F);
     }
     return 0;
 }
