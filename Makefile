@@ -143,7 +143,7 @@ models: $(MODELS)/tiny/model.pt
 # ---- tests --------------------------------------------------------------------------------
 # Everything runs through pytest so that the output ends with one summary line; the C unit and
 # shim test binaries are collected by tests/test_c_programs.py.
-test: all models asan-build
+test: all models asan-build fuzz-build
 	CLOOB_BUILD=$(BUILD) CLOOB_SHARED=$(SHARED) $(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
 unit: $(UNIT_TESTS)
@@ -162,7 +162,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build-fuzz
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
 # A fuzz target #includes the .c files it exercises (so it can reach static functions too).
-$(FUZZ_BUILD)/%: tests/fuzz/%.c
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(CORE_SRCS) $(wildcard server/*.h)
 	@mkdir -p $(FUZZ_BUILD)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iserver -Ishim $(shell pkg-config --cflags libcjson) \
 	  -fsanitize=fuzzer,address,undefined -o $@ $< $(LIBS_C)
