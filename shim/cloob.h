@@ -76,8 +76,10 @@ typedef struct cloob_model_params {
     const char *device;   /* "auto" (GPU if present, else CPU), "cpu", "cuda", "cuda:N". Default "auto". */
     int half;             /* 1: run in float16 on GPU; ignored on CPU, where info.dtype then says
                              "float32" (the caller logs that). Default 0. */
-    int num_threads;      /* intra-op threads on CPU (0..1024) for libtorch and, if loaded, OpenBLAS;
-                             0 keeps their defaults. Process-wide: the last load wins. Default 0. */
+    int num_threads;      /* CPU threads for the forward pass (0..1024). With OpenBLAS they are
+                             OpenBLAS's and libtorch's own pool gets 1 (measured: the two pools
+                             fight over the cores); otherwise libtorch's. 0: every core (OpenBLAS)
+                             or libtorch's default. Process-wide: the last load wins. Default 0. */
 } cloob_model_params;
 
 cloob_model_params cloob_model_default_params(void) CLOOB_NOEXCEPT;

@@ -25,8 +25,8 @@
  *
  * Threads: cloob_model_load may run on any thread; afterwards one thread (the batcher's inference
  * thread) owns the handle and makes every encode/warm-up call. InferenceMode is thread-local, so
- * each call sets it itself. num_threads (at::set_num_threads, which libtorch applies lazily to
- * every thread that enters a parallel region, plus openblas_set_num_threads) is process-wide:
+ * each call sets it itself. num_threads (see set_cpu_threads: OpenBLAS's pool, or libtorch's
+ * intra-op pool when BLAS is not OpenBLAS) is process-wide:
  * the last load wins.
  */
 #include <ATen/Parallel.h>
@@ -34,6 +34,7 @@
 #include <c10/util/Exception.h>
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
+#include <unistd.h>
 #include <link.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -410,14 +411,26 @@ cloob_status self_check(cloob_model *m, char *err, size_t errlen) {
     return CLOOB_OK;
 }
 
-/* libtorch's intra-op pool and, when OpenBLAS is what BLAS resolves to, OpenBLAS's own pthread
- * pool: libtorch sends float matmuls (the bulk of both towers) to BLAS, whose pool
- * at::set_num_threads does not reach. Both settings are process-wide. */
+/* CPU threads. libtorch sends float matmuls (the bulk of both towers) to BLAS; when that is
+ * OpenBLAS (Debian's build), OpenBLAS's own pthread pool parallelises them and libtorch's intra-op
+ * pool only runs the element-wise ops. The two pools must not both own the cores: measured on this
+ * project's 2-core CI machine with the full-size model (bench_model, items/s):
+ *     libtorch 2 + OpenBLAS 2: image b1 0.96, b4 1.88; text b1 3.5, b16 20.0
+ *     libtorch 1 + OpenBLAS 1: image b1 1.80, b4 1.93; text b1 15.8, b16 32.2
+ *     libtorch 1 + OpenBLAS 2: image b1 2.70, b4 2.67; text b1 11.8, b16 54.9   <- chosen
+ * (the idle threads of one pool spin while the other works). So with OpenBLAS, libtorch gets one
+ * thread and OpenBLAS gets n (0: every online core); with any other BLAS (MKL in PyTorch's own
+ * builds follows at::set_num_threads) n goes to libtorch and 0 keeps its default. */
 void set_cpu_threads(int n) {
-    at::set_num_threads(n);
     using set_threads_fn = void (*)(int);
     auto openblas_set = reinterpret_cast<set_threads_fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    if (openblas_set != nullptr) openblas_set(n);
+    if (openblas_set != nullptr) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        at::set_num_threads(1);
+        openblas_set(n > 0 ? n : (int)(cores > 0 && cores <= 1024 ? cores : 1));
+    } else if (n > 0) {
+        at::set_num_threads(n);
+    }
 }
 
 cloob_status load_impl(const char *model_dir, const cloob_model_params *params, cloob_model **out, char *err,
@@ -441,7 +454,7 @@ cloob_status load_impl(const char *model_dir, const cloob_model_params *params, 
         return CLOOB_ERR_IO;
     }
     fclose(f);
-    if (params->num_threads > 0) set_cpu_threads(params->num_threads);
+    set_cpu_threads(params->num_threads);
 
     cloob_status st = guarded(err, errlen, CLOOB_ERR_MODEL, pt_path.c_str(), [&]() -> cloob_status {
         m->module = torch::jit::load(pt_path, m->device);
