@@ -30,7 +30,8 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD = pathlib.Path(os.environ.get("BUILD", ROOT / "build"))
 SHARED = pathlib.Path(os.environ.get("SHARED", ROOT.parent / "shared"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
+CAPTION = "茶トラの猫が窓辺で眠っている写真"  # a typical caption; the raw model runs at its token count
 PY = sys.executable
 
 
@@ -48,9 +49,15 @@ def ensure_model():
     return d
 
 
-def bench_model(model):
+def caption_tokens(model):
+    out = subprocess.run([str(BUILD / "cloob-embed"), "--model", str(model), "--text", CAPTION],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["texts"][0]["tokens"]
+
+
+def bench_model(model, text_len):
     out = subprocess.run([str(BUILD / "bench_model"), "--model", str(model), "--device", "cpu",
-                          "--image-batches", "1,8", "--text-batches", "1,16,64", "--text-len", "12",
+                          "--image-batches", "1,8", "--text-batches", "1,16,64", "--text-len", str(text_len),
                           "--seconds", "6"], check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     return rows
@@ -74,6 +81,19 @@ def wait_ready(port, proc, timeout=300):
         except Exception:
             time.sleep(0.5)
     raise RuntimeError("server not ready in time")
+
+
+def wait_idle(port, timeout=300):
+    """Waits until the previous run's queued work is done, so runs do not overlap."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        busy = sum(float(l.split()[-1]) for l in text.splitlines()
+                   if l.startswith("cloob_queue_depth") or l.startswith("cloob_http_requests_in_flight"))
+        if busy <= 1:  # the /metrics request itself
+            return
+        time.sleep(0.5)
 
 
 def jpeg_b64():
@@ -129,7 +149,8 @@ def main():
             sys.exit(f"bench: {BUILD / exe} missing: run make")
     model = ensure_model()
     log("bench: model alone (bench_model) ...")
-    raw = bench_model(model)
+    text_len = caption_tokens(model)
+    raw = bench_model(model, text_len)
     port = free_port()
     args = [str(BUILD / "cloob-server"), "--model_dir", str(model), "--host", "127.0.0.1",
             "--port", str(port), "--access_log", "false", "--request_timeout_ms", "120000"]
@@ -141,10 +162,11 @@ def main():
         ready_s = wait_ready(port, srv)
         log(f"bench: server ready after {ready_s:.1f} s (load + warm-up)")
         img = {"images": [jpeg_b64()]}
-        txt = {"texts": ["犬の写真"]}
+        txt = {"texts": [CAPTION]}
         with tempfile.TemporaryDirectory() as tmp:
             for path, body, n in (("/embed/image", img, 1), ("/embed/text", txt, 1)):
                 for conc in (1, 16):
+                    wait_idle(port)
                     log(f"bench: wrk {path} c={conc} {SECONDS}s ...")
                     results.append(run_wrk(port, path, body, conc, n, tmp))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
@@ -159,13 +181,13 @@ def main():
                                      capture_output=True, text=True).stdout or "{}")
     batch_lines = [l for l in metrics.splitlines() if l.startswith("cloob_batch_size_sum") or
                    l.startswith("cloob_batch_size_count")]
-    out = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "model": str(model),
+    out = {"text_tokens": text_len, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "model": str(model),
            "runtime": info.get("runtime"), "model_alone": raw, "server": results,
            "batch_metrics": batch_lines}
     (BUILD / "bench").mkdir(parents=True, exist_ok=True)
     (BUILD / "bench" / "results.json").write_text(json.dumps(out, indent=1))
 
-    print(f"\n### Model alone (build/bench_model, {os.cpu_count()} CPUs)\n")
+    print(f"\n### Model alone (build/bench_model, {os.cpu_count()} CPUs; texts of {text_len} tokens)\n")
     print("| modality | batch | items/s | ms per batch |\n|---|---|---|---|")
     for r in raw:
         if "modality" in r:
