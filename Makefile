@@ -73,7 +73,7 @@ BINS := $(BUILD)/cloob-server $(BUILD)/cloob-embed $(SPM_PLUGIN)
 BENCH_BINS := $(BUILD)/bench_model
 
 .SECONDARY:
-.PHONY: all deps test test-fast unit run bench asan fuzz fuzz-build models install clean help format lint gpu-check
+.PHONY: all deps test test-build test-fast unit run bench asan fuzz fuzz-build models install clean help format lint gpu-check
 all: $(BINS) $(BENCH_BINS) $(UNIT_TESTS) $(SHIM_TESTS)
 
 help:
@@ -143,7 +143,12 @@ models: $(MODELS)/tiny/model.pt
 # ---- tests --------------------------------------------------------------------------------
 # Everything runs through pytest so that the output ends with one summary line; the C unit and
 # shim test binaries are collected by tests/test_c_programs.py.
-test: all models asan-build fuzz-build
+# The build runs in parallel inside the recipe (not via a global -j), so `make deps test` still
+# installs the packages before anything compiles.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+test-build: all models asan-build fuzz-build
+test:
+	$(MAKE) --no-print-directory -j$(JOBS) test-build
 	CLOOB_BUILD=$(BUILD) CLOOB_SHARED=$(SHARED) $(PYTHON) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
 unit: $(UNIT_TESTS)

@@ -1,4 +1,5 @@
-"""The README's configuration table is generated from the server's own key list; this keeps it so."""
+"""Repository hygiene: the README config table is generated from the server's own key list, and
+tools/lint.sh finds no banned C functions."""
 import re
 import subprocess
 
@@ -19,3 +20,8 @@ def test_readme_starts_with_the_two_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     head = readme[:1500]
     assert "make deps run" in head and "make deps test" in head
+
+
+def test_lint_banned_functions():
+    r = subprocess.run([str(ROOT / "tools" / "lint.sh")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
