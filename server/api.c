@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "base64.h"
+#include "utf8.h"
 
 /* ---- errors ----------------------------------------------------------------------------- */
 
@@ -138,34 +139,6 @@ int jbuf_printf(jbuf *b, const char *fmt, ...) {
     va_end(ap);
     b->len += (size_t)n;
     return 0;
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not valid (RFC 3629). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned int cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
-    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
-    return len;
 }
 
 int jbuf_json_string(jbuf *b, const char *s, size_t n) {

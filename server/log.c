@@ -6,6 +6,7 @@
  * and braces, the newline) always fit and JSON lines stay valid even when a field is truncated.
  */
 #include "log.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -114,36 +115,6 @@ static void lw_printf(line_writer *w, const char *fmt, ...) {
     va_end(ap);
     if (n < 0) return;
     w->len += (size_t)n < room ? (size_t)n : room;
-}
-
-/* Length of the valid UTF-8 sequence starting at s (1..4), or 0 if invalid/truncated. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail) {
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (avail < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    /* overlong forms, surrogates, > U+10FFFF */
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
 }
 
 /*
