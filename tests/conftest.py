@@ -17,8 +17,9 @@ SHARED = pathlib.Path(os.environ.get("CLOOB_SHARED", ROOT.parent / "shared"))
 if not SHARED.is_absolute():
     SHARED = (ROOT / SHARED).resolve()
 
-# tools/ (exporter, model definition) and tests/reference/ (the Python reference pipeline)
-for p in (ROOT / "tools", ROOT / "tests" / "reference"):
+# tools/ (exporter, model definition), tests/reference/ (the Python reference pipeline) and
+# tests/e2e/ (the server harness: start/stop, the OpenAPI validator)
+for p in (ROOT / "tools", ROOT / "tests" / "reference", ROOT / "tests" / "e2e"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
@@ -55,3 +56,20 @@ def tiny_model_dir():
     if not (d / "model.pt").exists():
         pytest.fail(f"{d}/model.pt missing: run `make models` (make test does)")
     return d
+
+
+@pytest.fixture(scope="module")
+def api():
+    """openapi.yaml loaded for response validation (tests/e2e/cloob_e2e.py)."""
+    import cloob_e2e
+    return cloob_e2e.OpenAPI()
+
+
+@pytest.fixture(scope="module")
+def binary(build_dir):
+    """The cloob-server program under test."""
+    import cloob_e2e
+    b = cloob_e2e.server_binary(build_dir)
+    if not b.exists():
+        pytest.fail(f"{b} missing: run make")
+    return b

@@ -8,7 +8,6 @@ import json
 import math
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -19,21 +18,7 @@ import requests
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-import cloob_e2e as e2e  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def api():
-    return e2e.OpenAPI()
-
-
-@pytest.fixture(scope="module")
-def binary(build_dir):
-    b = e2e.server_binary(build_dir)
-    if not b.exists():
-        pytest.fail(f"{b} missing: run make")
-    return b
+import cloob_e2e as e2e
 
 
 @pytest.fixture(scope="module")

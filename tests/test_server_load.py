@@ -5,7 +5,6 @@ The model is made "busy" deterministically with the test-only flag --debug-infer
 (every forward pass sleeps first), so these tests do not depend on the machine's speed; no test
 asserts a wall-clock duration except generous upper bounds on liveness.
 """
-import sys
 import threading
 import time
 
@@ -13,23 +12,8 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-import cloob_e2e as e2e  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def api():
-    return e2e.OpenAPI()
-
-
-@pytest.fixture(scope="module")
-def binary(build_dir):
-    b = e2e.server_binary(build_dir)
-    if not b.exists():
-        pytest.fail(f"{b} missing: run make")
-    return b
+import cloob_e2e as e2e
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,12 @@ and it must describe exactly the routes the server serves."""
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-import cloob_e2e as e2e  # noqa: E402
+import cloob_e2e as e2e
 
 E2E = ROOT / "tests" / "e2e"
 
