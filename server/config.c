@@ -117,6 +117,10 @@ static const key_def k_keys[] = {
     /* input limits */
     NUM(max_body_bytes, "CLOOB_MAX_BODY_BYTES", "32MiB", "Limits", K_BYTES, 1024,
         4294967296LL, "BYTES", "Largest request body; larger ones get 413. Suffixes KiB, MiB, GiB."),
+    NUM(max_body_bytes_total, "CLOOB_MAX_BODY_BYTES_TOTAL", "512MiB", "Limits", K_BYTES, 1024,
+        1099511627776LL, "BYTES", "Request bodies held in memory at once, across all connections; "
+        "a body that would go over gets 429 with Retry-After, so many large uploads together "
+        "cannot exhaust memory."),
     NUM(max_image_pixels, "CLOOB_MAX_IMAGE_PIXELS", "50e6", "Limits", K_COUNT, 1, 1000000000,
         "PIXELS", "Largest image (width x height), checked from the header before decoding "
         "(decompression bombs); larger ones get 422."),
@@ -784,6 +788,14 @@ int config_validate(const server_config *cfg, char *err, size_t errlen) {
                 "request_timeout_ms (%d ms) must be longer than max_queue_delay_us (%lld us): "
                 "every request would time out while its batch fills",
                 cfg->request_timeout_ms, (long long)cfg->max_queue_delay_us);
+        return -1;
+    }
+    if (cfg->max_body_bytes_total < cfg->max_body_bytes) {
+        set_err(err, errlen,
+                "max_body_bytes_total (%llu) must be at least max_body_bytes (%llu): a largest "
+                "allowed body could never be accepted",
+                (unsigned long long)cfg->max_body_bytes_total,
+                (unsigned long long)cfg->max_body_bytes);
         return -1;
     }
     int big = cfg->max_batch_image > cfg->max_batch_text ? cfg->max_batch_image

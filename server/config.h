@@ -77,6 +77,7 @@ typedef struct server_config {
 
     /* input limits */
     uint64_t max_body_bytes;         /* request body cap -> 413 */
+    uint64_t max_body_bytes_total;   /* bodies held in memory across all connections -> 429 */
     uint64_t max_image_pixels;       /* width*height cap checked before decoding -> 422 */
     uint32_t max_image_side;         /* per side cap -> 422 */
     int max_images_per_request;      /* items per request -> 413/422 */

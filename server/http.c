@@ -63,6 +63,7 @@ struct http_server {
     int port;
     _Atomic int draining;
     _Atomic int in_flight;
+    _Atomic uint64_t body_bytes; /* body buffer bytes reserved by all requests (max_body_bytes_total) */
     pthread_mutex_t idle_lock;
     pthread_cond_t idle_cond;
     int quiesced_fd;
@@ -91,7 +92,9 @@ typedef struct http_req {
     char *body;
     size_t body_len, body_cap;
     int too_large;             /* the body went over max_body_bytes */
-    uint64_t discarded;        /* bytes thrown away after too_large */
+    uint64_t discarded;        /* bytes thrown away after too_large / over_budget */
+    size_t reserved;           /* bytes of srv->body_bytes this request holds (= body_cap) */
+    int over_budget;           /* the body would have pushed srv->body_bytes past the total cap */
 
     /* work */
     handler_work *work;
@@ -366,10 +369,12 @@ static enum MHD_Result handle_info(http_req *r) {
                 bc->max_queue_items, cfg->request_timeout_ms, batcher_queued_items(b),
                 batcher_item_seconds(b, BATCH_IMAGE), batcher_item_seconds(b, BATCH_TEXT));
     jbuf_printf(&j,
-                ",\"limits\":{\"max_body_bytes\":%llu,\"max_image_pixels\":%llu,\"max_image_side\":%u,"
+                ",\"limits\":{\"max_body_bytes\":%llu,\"max_body_bytes_total\":%llu,"
+                "\"max_image_pixels\":%llu,\"max_image_side\":%u,"
                 "\"max_images_per_request\":%d,\"max_texts_per_request\":%d,\"max_text_bytes\":%d,"
                 "\"max_labels\":%d,\"max_templates\":%d}",
-                (unsigned long long)cfg->max_body_bytes, (unsigned long long)cfg->max_image_pixels,
+                (unsigned long long)cfg->max_body_bytes, (unsigned long long)cfg->max_body_bytes_total,
+                (unsigned long long)cfg->max_image_pixels,
                 (unsigned)cfg->max_image_side, cfg->max_images_per_request, cfg->max_texts_per_request,
                 cfg->max_text_bytes, s->hctx.limits.max_labels, s->hctx.limits.max_templates);
     if (s->deps.runtime_json) {
@@ -492,6 +497,13 @@ static enum MHD_Result dispatch(http_req *r) {
         return respond_err(r, API_ERR_BODY_TOO_LARGE, NULL, "the request body exceeds %llu bytes",
                            (unsigned long long)s->deps.cfg->max_body_bytes);
     }
+    if (r->over_budget) {
+        resp_extra x = {0};
+        x.retry_after_s = 1;
+        return respond_err(r, API_ERR_QUEUE_FULL, &x,
+                           "the server is holding %llu bytes of request bodies (max_body_bytes_total); "
+                           "retry shortly", (unsigned long long)s->deps.cfg->max_body_bytes_total);
+    }
     if (r->route == HTTP_ROUTE_OTHER) return respond_err(r, API_ERR_NOT_FOUND, NULL, "no such endpoint: %s", r->path);
     int allowed = k_route_methods[r->route];
     char allow[64];
@@ -527,10 +539,22 @@ static enum MHD_Result dispatch(http_req *r) {
     return handle_model_post(r);
 }
 
-/* Appends a body chunk, enforcing max_body_bytes. 0, or -1 to drop the connection. */
+/* Gives back this request's share of the global body budget and drops its buffer. */
+static void release_body(http_req *r) {
+    if (r->reserved) atomic_fetch_sub(&r->srv->body_bytes, (uint64_t)r->reserved);
+    r->reserved = 0;
+    free(r->body);
+    r->body = NULL;
+    r->body_len = r->body_cap = 0;
+}
+
+/* Appends a body chunk, enforcing max_body_bytes per request and max_body_bytes_total across all
+ * requests (every byte of buffer capacity is reserved in srv->body_bytes before it is allocated).
+ * I/O thread. 0, or -1 to drop the connection. */
 static int take_chunk(http_req *r, const char *data, size_t n) {
-    uint64_t max = r->srv->deps.cfg->max_body_bytes;
-    if (r->too_large) {
+    const server_config *cfg = r->srv->deps.cfg;
+    uint64_t max = cfg->max_body_bytes;
+    if (r->too_large || r->over_budget) {
         r->discarded += n;
         /* A chunked body far beyond the cap is an attack, not a mistake: stop reading. */
         return r->discarded > 4 * max + (1u << 20) ? -1 : 0;
@@ -538,15 +562,23 @@ static int take_chunk(http_req *r, const char *data, size_t n) {
     if (r->body_len + n > max) {
         r->too_large = 1;
         r->discarded = r->body_len + n;
-        free(r->body);
-        r->body = NULL;
-        r->body_len = r->body_cap = 0;
+        release_body(r);
         return 0;
     }
     if (r->body_len + n > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 16384;
         while (cap < r->body_len + n) cap *= 2;
         if (cap > max) cap = (size_t)max;
+        uint64_t more = (uint64_t)(cap - r->reserved);
+        uint64_t before = atomic_fetch_add(&r->srv->body_bytes, more);
+        if (before + more > cfg->max_body_bytes_total) {
+            atomic_fetch_sub(&r->srv->body_bytes, more);
+            r->over_budget = 1;
+            r->discarded = r->body_len + n;
+            release_body(r);
+            return 0;
+        }
+        r->reserved = cap;
         char *p = realloc(r->body, cap + 1);
         if (!p) return -1;
         r->body = p;
@@ -637,7 +669,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     if (r->counted_job) batcher_jobs_add(s->deps.b, -1); /* cannot happen: jobs end before completion */
     handlers_work_free(r->work);
-    free(r->body);
+    release_body(r);
     free(r);
     if (atomic_fetch_sub(&s->in_flight, 1) == 1) {
         pthread_mutex_lock(&s->idle_lock);
