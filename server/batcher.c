@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "selftest.h"
 
 int64_t batch_now_ns(void) {
     struct timespec ts;
@@ -116,6 +117,8 @@ struct batcher {
     lru_cache *cache;
     char load_error[512];
     double load_seconds;
+    char *selftest_json;        /* selftest_to_json(), published by selftest_done (release) */
+    _Atomic int selftest_done;
 
     /* Measured seconds per item, EWMA; written by the inference thread under lock. */
     double item_seconds[BATCH_MODALITIES];
@@ -159,6 +162,7 @@ const char *batcher_model_metadata(batcher *b) {
     return atomic_load(&b->loaded) ? cloob_model_metadata_json(b->model) : NULL;
 }
 double batcher_load_seconds(batcher *b) { return b->load_seconds; }
+const char *batcher_selftest_json(batcher *b) { return atomic_load(&b->selftest_done) ? b->selftest_json : NULL; }
 lru_cache *batcher_label_cache(batcher *b) { return atomic_load(&b->loaded) ? b->cache : NULL; }
 const batcher_config *batcher_get_config(batcher *b) { return &b->cfg; }
 
@@ -175,7 +179,44 @@ static void sleep_ms(int ms) {
     }
 }
 
-/* Inference thread: model + tokenizer load and warm-up. 0 or -1 (load_error set). */
+/* Inference thread, after warm-up (so it checks the optimized graphs that will serve): the
+ * numerical self-test. 0, or -1 with load_error set when it failed. */
+static int run_selftest(batcher *b) {
+    selftest_result *r = calloc(1, sizeof *r); /* ~3 KB: not on the thread's stack */
+    if (!r) {
+        snprintf(b->load_error, sizeof b->load_error, "out of memory for the self-test");
+        return -1;
+    }
+    if (b->cfg.selftest) {
+        selftest_run(b->model, b->tok, r);
+    } else {
+        r->status = SELFTEST_NOT_RUN;
+    }
+    int rc = 0;
+    switch (r->status) {
+    case SELFTEST_PASSED:
+        log_info("self-test passed: %d checks, worst cosine %.7f (tolerance %.6g, %s on %s) in %.3f s",
+                 r->n_checks, r->worst_cosine, r->tolerance, r->dtype, r->device, r->seconds);
+        break;
+    case SELFTEST_SKIPPED:
+        log_warn("self-test skipped: %s", r->message);
+        break;
+    case SELFTEST_FAILED:
+        snprintf(b->load_error, sizeof b->load_error, "self-test failed (%s check): %.440s", r->failed_check,
+                 r->message);
+        rc = -1;
+        break;
+    default:
+        log_info("self-test disabled (selftest = false)");
+        break;
+    }
+    b->selftest_json = selftest_to_json(r);
+    atomic_store(&b->selftest_done, 1);
+    free(r);
+    return rc;
+}
+
+/* Inference thread: model + tokenizer load, warm-up and self-test. 0 or -1 (load_error set). */
 static int load_model(batcher *b) {
     int64_t t0 = batch_now_ns();
     char err[512] = "";
@@ -232,6 +273,7 @@ static int load_model(batcher *b) {
         }
         log_info("warm-up done in %.2f s", (double)(batch_now_ns() - t1) * 1e-9);
     }
+    if (run_selftest(b) != 0) return -1;
     if (b->cfg.warmup_delay_ms > 0) {
         log_warn("warmup_delay_ms=%d: delaying readiness (a test setting)", b->cfg.warmup_delay_ms);
         sleep_ms(b->cfg.warmup_delay_ms);
@@ -623,6 +665,7 @@ void batcher_free(batcher *b) {
     cloob_model_free(b->model);
     cloob_tokenizer_free(b->tok);
     lru_free(b->cache);
+    free(b->selftest_json);
     free(b->pixels);
     free(b->ids);
     free(b->mask);

@@ -115,6 +115,7 @@ typedef struct batcher_config {
     const char *model_dir;
     cloob_model_params model_params;
     int warmup;                 /* run warm-up passes before READY */
+    int selftest;               /* compare with cloob.json's reference vectors before READY */
     int warmup_delay_ms;        /* TESTS ONLY: extra sleep before READY (to observe /readyz 503) */
     int debug_infer_delay_ms;   /* TESTS ONLY: sleep before every forward pass (a "busy" model) */
     int max_batch[BATCH_MODALITIES];
@@ -140,6 +141,11 @@ const cloob_model_info *batcher_model_info(batcher *b);
 const cloob_tokenizer *batcher_tokenizer(batcher *b);
 const char *batcher_model_metadata(batcher *b); /* cloob.json text */
 double batcher_load_seconds(batcher *b);        /* load + warm-up wall time */
+/* The start-up self-test's result as JSON (selftest_to_json), once it has been decided (passed,
+ * failed, skipped or disabled); NULL before that and when loading failed earlier. Immutable
+ * afterwards, until batcher_free. A failed self-test leaves the batcher FAILED, with the reason
+ * in batcher_load_error(). */
+const char *batcher_selftest_json(batcher *b);
 /* The label-embedding cache: created with the model (its vectors are embed_dim long). */
 lru_cache *batcher_label_cache(batcher *b);
 

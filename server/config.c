@@ -97,6 +97,11 @@ static const key_def k_keys[] = {
     NUM(warmup, "CLOOB_WARMUP", "true", "Model", K_BOOL, 0, 1, "BOOL",
         "Run a forward pass at every batch shape before reporting ready, so first requests are "
         "not slow."),
+    NUM(selftest, "CLOOB_SELFTEST", "true", "Model", K_BOOL, 0, 1, "BOOL",
+        "Before reporting ready, embed the reference inputs stored in cloob.json by the exporter and "
+        "compare token ids and features (cosine) with the stored ones; on a mismatch the server "
+        "stays unready and /info says which check failed. Model directories without reference "
+        "vectors skip it with a log line."),
     /* batching */
     NUM(max_batch_image, "CLOOB_MAX_BATCH_IMAGE", "32", "Batching", K_INT, 1, 1024, "N",
         "Most images in one forward pass."),

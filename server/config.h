@@ -66,6 +66,7 @@ typedef struct server_config {
     int threads;                     /* libtorch intra-op threads, 0 = libtorch default */
     int workers;                     /* pre-processing pool threads, 0 = number of CPUs */
     int warmup;                      /* bool: run warm-up passes before reporting ready */
+    int selftest;                    /* bool: check the model against cloob.json's reference vectors */
 
     /* batching and queueing */
     int max_batch_image;         /* images per forward pass */

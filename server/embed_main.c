@@ -4,6 +4,7 @@
  *   cloob-embed --model DIR [--device auto|cpu|cuda[:N]] [--half] [--threads N] [--batch N]
  *               [--raw] [--tokens] [--time] [--image FILE]... [--text TEXT]... [--texts-file FILE]
  *   cloob-embed --model DIR --info
+ *   cloob-embed --model DIR [--device D] [--half] --selftest
  *
  * It runs the same code as the server (image.c preprocessing, the shim's tokenizer and model), one
  * thread, no batching across invocations. It is both a user tool and the end-to-end test harness
@@ -14,6 +15,10 @@
  *    "images": [{"file": ..., "embedding": [...]}, ...],
  *    "texts":  [{"text": ..., "tokens": n, "truncated": k, "embedding": [...], "ids": [...]?}, ...]}
  * Errors go to stderr with a non-zero exit status: 2 usage, 3 model, 4 input.
+ *
+ * --selftest runs the server's start-up self-test (server/selftest.c) and prints its JSON result
+ * instead: exit 0 when it passed or was skipped (no reference vectors in cloob.json), 1 when it
+ * failed.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -26,6 +31,7 @@
 
 #include "cloob.h"
 #include "image.h"
+#include "selftest.h"
 
 #define MAX_INPUTS 4096
 #define MAX_FILE_BYTES (256u << 20) /* refuse image files over 256 MiB before reading them */
@@ -40,6 +46,7 @@ typedef struct cli_options {
     int show_ids;  /* 1: also print token ids */
     int show_time; /* 1: timings to stderr */
     int info;      /* 1: print model + runtime info and exit */
+    int selftest;  /* 1: run the self-test, print its result and exit 0/1 */
     const char *images[MAX_INPUTS];
     int n_images;
     char *texts[MAX_INPUTS]; /* owned: strdup'ed or read from a file */
@@ -61,6 +68,9 @@ static void usage(FILE *f) {
           "  --tokens           also print each text's token ids\n"
           "  --time             print timings to stderr\n"
           "  --info             print model metadata and runtime (BLAS, threads) and exit\n"
+          "  --selftest         check the model against cloob.json's reference vectors (token ids,\n"
+          "                     cosine of features), print the result as JSON; exit 0 passed or\n"
+          "                     skipped, 1 failed\n"
           "  --help             this text\n",
           f);
 }
@@ -149,6 +159,8 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             o->show_time = 1;
         } else if (!strcmp(a, "--info")) {
             o->info = 1;
+        } else if (!strcmp(a, "--selftest")) {
+            o->selftest = 1;
         } else if (!strcmp(a, "--threads")) {
             NEED_VALUE();
             if (parse_int(v, 0, 1024, &o->threads)) {
@@ -244,6 +256,40 @@ static int print_info(cloob_model *model) {
            info->name, info->embed_dim, info->device, info->dtype,
            info->random_weights ? "true" : "false", cloob_model_metadata_json(model), rt);
     return 0;
+}
+
+/* --selftest: the server's start-up check on this model and device. Returns the exit status. */
+static int run_selftest(const char *model_dir, cloob_model *model) {
+    char spm[4200], err[1024] = "";
+    snprintf(spm, sizeof spm, "%s/spiece.model", model_dir);
+    cloob_tokenizer *tok = NULL;
+    cloob_status cs = cloob_tokenizer_load(spm, &tok, err, sizeof err);
+    if (cs != CLOOB_OK) {
+        fprintf(stderr, "cloob-embed: cannot load tokenizer '%s': %s\n", spm, err);
+        return 3;
+    }
+    selftest_result *r = calloc(1, sizeof *r);
+    if (!r) {
+        cloob_tokenizer_free(tok);
+        fprintf(stderr, "cloob-embed: out of memory\n");
+        return 4;
+    }
+    selftest_run(model, tok, r);
+    char *json = selftest_to_json(r);
+    if (json) {
+        puts(json);
+        free(json);
+    }
+    int rc = r->status == SELFTEST_FAILED ? 1 : 0;
+    if (r->status == SELFTEST_FAILED) {
+        fprintf(stderr, "cloob-embed: self-test FAILED (%s check): %s\n", r->failed_check, r->message);
+    } else if (r->status == SELFTEST_SKIPPED) {
+        fprintf(stderr, "cloob-embed: self-test skipped: %s\n", r->message);
+    }
+    if (!json) rc = 4;
+    free(r);
+    cloob_tokenizer_free(tok);
+    return rc;
 }
 
 /* Embeds every image in o->images in batches; adds {"file","embedding"} objects to out_arr.
@@ -418,6 +464,10 @@ int main(int argc, char **argv) {
     t_load = now_s() - t_load;
     if (o.info) {
         rc = print_info(model);
+        goto out;
+    }
+    if (o.selftest) {
+        rc = run_selftest(o.model_dir, model);
         goto out;
     }
     const cloob_model_info *info = cloob_model_get_info(model);

@@ -360,6 +360,11 @@ static enum MHD_Result handle_info(http_req *r) {
         const char *e = batcher_load_error(b);
         jbuf_json_string(&j, e, strlen(e));
     }
+    const char *selftest = batcher_selftest_json(b);
+    if (selftest) {
+        jbuf_puts(&j, ",\"selftest\":");
+        jbuf_puts(&j, selftest);
+    }
     const batcher_config *bc = batcher_get_config(b);
     jbuf_printf(&j,
                 ",\"batching\":{\"max_batch_image\":%d,\"max_batch_text\":%d,\"max_queue_delay_us\":%lld,"

@@ -152,6 +152,7 @@ int main(int argc, char **argv) {
     bc.model_params.half = cfg.dtype == CONFIG_DTYPE_FLOAT16;
     bc.model_params.num_threads = cfg.threads;
     bc.warmup = cfg.warmup;
+    bc.selftest = cfg.selftest;
     bc.warmup_delay_ms = dbg.warmup_delay_ms;
     bc.debug_infer_delay_ms = dbg.infer_delay_ms;
     bc.max_batch[BATCH_IMAGE] = cfg.max_batch_image;

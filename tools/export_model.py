@@ -4,7 +4,8 @@
 A model directory holds:
   model.pt      TorchScript (float32) with encode_image(pixels[B,3,S,S]) and encode_text(ids[B,L], mask[B,L])
   spiece.model  the SentencePiece tokenizer (copied byte for byte)
-  cloob.json    metadata: sizes, normalization, special ids, provenance (sha256 of every file)
+  cloob.json    metadata: sizes, normalization, special ids, provenance (sha256 of every file), and the
+                reference vectors of the start-up self-test ("selftest", see selftest_reference)
 
 Sources (exactly one):
   --checkpoint DIR   a Hugging Face checkpoint directory (config.json + model.safetensors or pytorch_model.bin,
@@ -20,6 +21,8 @@ Python API (used by the tests and the reference pipeline):
   load_checkpoint(dir, tokenizer=None) -> (eager CloobModel, architecture dict, info dict)
   random_model(size, seed, vision_layout="vit") -> (eager CloobModel, architecture dict)
   export_model_dir(model, architecture, out, tokenizer, name, random_weights, sources) -> cloob.json dict
+  selftest_reference(model, architecture, tokenizer) -> the cloob.json "selftest" section
+  selftest_image(size, mean, std) -> the self-test's synthetic image, normalized, [1,3,S,S]
   load_model_dir(dir) -> (eager CloobModel, cloob.json dict)
   read_safetensors(path) -> {name: tensor}
 """
@@ -56,7 +59,7 @@ import torch  # noqa: E402
 
 import cloob_model  # noqa: E402
 
-EXPORTER_VERSION = "1.0.0"
+EXPORTER_VERSION = "1.1.0"  # 1.1: cloob.json "selftest"
 MODEL_DIR_FORMAT = 1
 
 # The service's text input: [CLS] + 76 tokens (SPEC.md section 4).
@@ -433,6 +436,23 @@ def random_model(size: str, seed: int, vision_layout: str = "vit") -> Tuple[torc
 # ------------------------------------------------------------------------------------------------
 # Tokenizer checks.
 # ------------------------------------------------------------------------------------------------
+def _load_sentencepiece(path: pathlib.Path):
+    """A SentencePieceProcessor for path, or None when the sentencepiece module is not installed.
+    Raises ExportError when the file is not a SentencePiece model."""
+    try:
+        import sentencepiece as spm  # Debian python3-sentencepiece
+    except ImportError:
+        return None
+    sp = spm.SentencePieceProcessor()
+    try:
+        ok = sp.Load(str(path))
+    except Exception as e:  # OSError / RuntimeError from the C++ side
+        raise ExportError(f"tokenizer {path} is not a SentencePiece model: {e}") from None
+    if not ok:
+        raise ExportError(f"tokenizer {path} is not a SentencePiece model")
+    return sp
+
+
 def check_tokenizer(path: pathlib.Path, vocab_size: int) -> Dict[str, Any]:
     """Checks that the SentencePiece model fits the text tower and has the special ids the service
     uses; returns {"sha256", "pieces", "spec_sha256_match"}."""
@@ -442,17 +462,9 @@ def check_tokenizer(path: pathlib.Path, vocab_size: int) -> Dict[str, Any]:
     info: Dict[str, Any] = {"sha256": digest,
                             "spec_sha256_match": digest.startswith(SPIECE_SHA256_PREFIX)
                             and digest.endswith(SPIECE_SHA256_SUFFIX)}
-    try:
-        import sentencepiece as spm  # Debian python3-sentencepiece
-    except ImportError:
+    sp = _load_sentencepiece(path)
+    if sp is None:
         return info  # the C++ shim validates it again on load
-    sp = spm.SentencePieceProcessor()
-    try:
-        ok = sp.Load(str(path))
-    except Exception as e:  # OSError / RuntimeError from the C++ side
-        raise ExportError(f"tokenizer {path} is not a SentencePiece model: {e}") from None
-    if not ok:
-        raise ExportError(f"tokenizer {path} is not a SentencePiece model")
     n = sp.GetPieceSize()
     info["pieces"] = n
     if n > vocab_size:
@@ -462,6 +474,79 @@ def check_tokenizer(path: pathlib.Path, vocab_size: int) -> Dict[str, Any]:
             got = sp.IdToPiece(want_id) if n > want_id else None
             raise ExportError(f"tokenizer {path}: id {want_id} should be {piece!r}, is {got!r}")
     return info
+
+
+# ------------------------------------------------------------------------------------------------
+# Start-up self-test reference vectors (cloob.json "selftest").
+#
+# The server (server/selftest.c) and `cloob-embed --selftest` re-embed these inputs with the C
+# tokenizer and the TorchScript model on the serving device, and refuse to report ready when a
+# cosine falls below the tolerance or a token id differs: that catches a wrong libtorch build, a
+# broken BLAS, a bad float16 conversion or a mismatched tokenizer before any client sees an answer.
+# The reference is the EAGER float32 model on the CPU, each input alone (no padding).
+# ------------------------------------------------------------------------------------------------
+# Short texts without special-token strings: for them SPEC.md section 4 reduces to per-code-point
+# str.lower, then SentencePiece (the splitting and whitespace stripping of step 2 only act next to
+# a special token). They cover Japanese, ASCII with upper case, NFKC (full-width letters, half-width
+# katakana) and the empty text ([CLS] alone).
+SELFTEST_TEXTS = ("犬の写真", "a photo of a cat", "Ｈｅｌｌｏ ＷＯＲＬＤ ｶﾀｶﾅ", "")
+_SPECIAL_STRINGS = ("<s>", "</s>", "<unk>", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
+# The synthetic image, rebuilt by the C side from this rule without any file. The id before the
+# colon is what server/selftest.c checks; the rest documents it.
+SELFTEST_IMAGE_RULE = ("gradient-v1: rgb[y][x][c] = (7*x + 3*y + 85*c) mod 256, uint8 HWC of image_size x "
+                       "image_size, then (v/255 - mean[c]) / std[c] as float32, CHW")
+# Smallest cosine between a stored feature and the one computed at start-up. float32 on any device
+# agrees to ~1e-6 (TF32 convolutions on a GPU to ~1e-5); float16 rounds every activation, hence the
+# looser bound for it.
+SELFTEST_TOLERANCE = 0.9999
+SELFTEST_TOLERANCE_FLOAT16 = 0.999
+
+
+def selftest_token_ids(text: str, sp) -> list:
+    """The model input ids of a simple text (no special-token strings): [CLS] + the first
+    MAX_SEQ_LEN - 1 SentencePiece ids of the per-code-point lower-cased text, without padding."""
+    for special in _SPECIAL_STRINGS:
+        if special in text:
+            raise ValueError(f"self-test text {text!r} contains {special!r}: only simple texts are supported")
+    lowered = "".join(ch.lower() for ch in text)  # per code point: no final-sigma context (SPEC.md 4)
+    return [CLS_ID] + list(sp.encode(lowered))[:MAX_SEQ_LEN - 1]
+
+
+def selftest_image(size: int, mean, std) -> torch.Tensor:
+    """SELFTEST_IMAGE_RULE as the model input [1, 3, size, size], computed as ToTensor + Normalize do."""
+    y = torch.arange(size).view(size, 1, 1)
+    x = torch.arange(size).view(1, size, 1)
+    c = torch.arange(3).view(1, 1, 3)
+    rgb = ((7 * x + 3 * y + 85 * c) % 256).to(torch.uint8)        # HWC
+    t = rgb.permute(2, 0, 1).contiguous().to(torch.float32).div(255)  # ToTensor
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return t.sub(m).div(s).unsqueeze(0)                               # Normalize
+
+
+def selftest_reference(model: torch.nn.Module, architecture: Dict[str, Any], tokenizer) -> Dict[str, Any]:
+    """The cloob.json "selftest" section: unnormalized float32 features of the eager model for the
+    synthetic image and SELFTEST_TEXTS, with the texts' ids. Without the sentencepiece module the
+    texts are left out (the image check still runs) and a warning is printed."""
+    model = model.float().eval()
+    size = architecture["vision"]["image_size"]
+    section: Dict[str, Any] = {"image_rule": SELFTEST_IMAGE_RULE, "tolerance_cosine": SELFTEST_TOLERANCE,
+                               "tolerance_cosine_float16": SELFTEST_TOLERANCE_FLOAT16}
+    with torch.no_grad():
+        section["image_feature"] = model.encode_image(selftest_image(size, IMAGE_MEAN, IMAGE_STD))[0].tolist()
+        sp = _load_sentencepiece(pathlib.Path(tokenizer))
+        texts = []
+        if sp is None:
+            print("export_model: warning: python3-sentencepiece is missing: the self-test will not check "
+                  "texts", file=sys.stderr)
+        else:
+            for text in SELFTEST_TEXTS:
+                ids = selftest_token_ids(text, sp)
+                t_ids = torch.tensor([ids], dtype=torch.long)
+                feat = model.encode_text(t_ids, torch.ones_like(t_ids))[0].tolist()
+                texts.append({"text": text, "ids": ids, "feature": feat})
+        section["texts"] = texts
+    return section
 
 
 # ------------------------------------------------------------------------------------------------
@@ -487,6 +572,7 @@ def export_model_dir(model: torch.nn.Module, architecture: Dict[str, Any], out, 
                           f"service's sequence length {MAX_SEQ_LEN}")
     tok_info = check_tokenizer(tokenizer, arch["text"]["vocab_size"])
     scripted = script_model(model)
+    selftest = selftest_reference(model, arch, tokenizer)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=str(out.parent)))
@@ -514,6 +600,7 @@ def export_model_dir(model: torch.nn.Module, architecture: Dict[str, Any], out, 
             "dtype": "float32",
             "torch_version": torch.__version__,
             "tokenizer_spec_sha256_match": tok_info["spec_sha256_match"],
+            "selftest": selftest,
         }
         with open(tmp / "cloob.json", "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2, ensure_ascii=False)
