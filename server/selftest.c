@@ -269,10 +269,10 @@ static int compare(selftest_check *ck, const float *got, const double *want, int
     ck->computed = 1;
     ck->cosine = gg > 0 ? dot / (sqrt(gg) * sqrt(ww)) : 0.0;
     ck->norm_ratio = sqrt(gg) / sqrt(ww);
-    if (!(ck->cosine >= r->worst_cosine)) r->worst_cosine = ck->cosine; /* NaN sticks */
+    if (!isnan(r->worst_cosine) && ck->cosine < r->worst_cosine) r->worst_cosine = ck->cosine;
     if (!finite) {
         ck->cosine = NAN;
-        r->worst_cosine = NAN;
+        r->worst_cosine = NAN; /* sticks: no cosine is worse than a non-finite feature */
         fail(r, kind, "%s: the model produced non-finite values (%s on %s)", label, r->dtype, r->device);
         return 0;
     }
