@@ -248,6 +248,12 @@ def test_scripted_input_checks(exported):
 def test_cloob_json_of_checkpoint_export(exported):
     meta = json.loads((exported["out"] / "cloob.json").read_text())
     assert meta["random_weights"] is False
+    # the self-test reference comes from this checkpoint's model (both vision layouts)
+    st = meta["selftest"]
+    pixels = export_model.selftest_image(224, meta["mean"], meta["std"])
+    with torch.no_grad():
+        img = exported["scripted"].encode_image(pixels)[0]
+    assert (img - torch.tensor(st["image_feature"])).abs().max().item() < 1e-5
     assert meta["architecture"]["vision_layout"] == exported["layout"]
     weights = "model.safetensors" if (exported["ckpt"] / "model.safetensors").exists() else "pytorch_model.bin"
     assert set(meta["sources"]) == {"config.json", weights, "spiece.model"}
@@ -461,7 +467,8 @@ def test_clip_layout_uses_eps_1e5_and_its_activation(tmp_path, spm_model):
 # ------------------------------------------------------------------------------------------------
 REQUIRED_FIELDS = {"format": int, "name": str, "embed_dim": int, "image_size": int, "mean": list, "std": list,
                    "max_seq_len": int, "pad_id": int, "cls_id": int, "unk_id": int, "random_weights": bool,
-                   "model_sha256": str, "exporter_version": str, "sources": dict, "architecture": dict}
+                   "model_sha256": str, "exporter_version": str, "sources": dict, "architecture": dict,
+                   "selftest": dict}
 
 
 def test_random_tiny_cli(tmp_path, spm_model):
@@ -494,6 +501,71 @@ def test_random_tiny_cli(tmp_path, spm_model):
     p2, _ = run_exporter("--random", "tiny", "--seed", "1", "--tokenizer", spm_model, "--out", tmp_path / "again")
     assert p2.returncode == 0, p2.stderr
     assert export_model.sha256_file(tmp_path / "again" / "model.pt") == meta["model_sha256"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The self-test reference vectors (cloob.json "selftest"; checked at start-up by server/selftest.c).
+# ------------------------------------------------------------------------------------------------
+def _rule_image_via_pillow(size):
+    """The gradient-v1 image written as a PNG from numpy and run through the reference
+    preprocessing (Pillow + torchvision): an implementation independent of export_model's."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import ref_image
+    y, x, c = np.meshgrid(np.arange(size), np.arange(size), np.arange(3), indexing="ij")
+    rgb = ((7 * x + 3 * y + 85 * c) % 256).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    return ref_image.preprocess(buf.getvalue()).unsqueeze(0), rgb
+
+
+def test_selftest_section_matches_the_eager_model(tiny_model_dir, spm_model):
+    """The tiny model's stored reference = the eager float32 model on the reference pipeline's
+    inputs: the image rule through Pillow/torchvision, the texts through the reference tokenizer."""
+    import sentencepiece
+
+    import ref_tokenizer
+    eager, meta = export_model.load_model_dir(tiny_model_dir)
+    st = meta["selftest"]
+    assert st["image_rule"].split(":")[0] == "gradient-v1"
+    assert st["tolerance_cosine"] == 0.9999 and st["tolerance_cosine_float16"] == 0.999
+
+    pixels, rgb = _rule_image_via_pillow(meta["image_size"])
+    assert rgb[0, 1].tolist() == [7, 92, 177] and rgb[1, 0].tolist() == [3, 88, 173]
+    assert rgb[200, 100, 2] == (700 + 600 + 170) % 256
+    assert torch.equal(export_model.selftest_image(meta["image_size"], meta["mean"], meta["std"]), pixels)
+    with torch.no_grad():
+        want = eager.encode_image(pixels)[0]
+    got = torch.tensor(st["image_feature"], dtype=torch.float32)
+    assert got.shape == (meta["embed_dim"],)
+    assert torch.equal(got, want), "features are stored at full float32 precision"
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    assert [t["text"] for t in st["texts"]] == list(export_model.SELFTEST_TEXTS)
+    assert any(t["text"] == "" for t in st["texts"]) and any(t["text"] != t["text"].lower() for t in st["texts"])
+    feats = []
+    for t in st["texts"]:
+        ids, mask, n, dropped = ref_tokenizer.tokenize_one(t["text"], sp)
+        assert t["ids"] == ids[:n] and dropped == 0, t["text"]
+        with torch.no_grad():  # the 77-token padded input of the reference pipeline
+            ref = eager.encode_text(torch.tensor([ids]), torch.tensor([mask]))[0]
+        assert (torch.tensor(t["feature"]) - ref).abs().max().item() < 1e-5, t["text"]
+        feats.append(torch.tensor(t["feature"]))
+    # distinct inputs, distinct references (a constant section would make the check vacuous)
+    assert len({tuple(f.tolist()) for f in feats}) == len(feats)
+    assert not torch.allclose(feats[0], got)
+
+
+def test_selftest_texts_with_special_tokens_are_refused(spm_model):
+    import sentencepiece
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    assert export_model.selftest_token_ids("犬の写真", sp) == [4, 9, 1651, 10478]
+    assert export_model.selftest_token_ids("", sp) == [4]
+    with pytest.raises(ValueError, match="CLS"):
+        export_model.selftest_token_ids("[CLS] 犬", sp)
 
 
 def test_random_clip_layout_and_seed_changes_weights(tmp_path, spm_model):
