@@ -117,6 +117,7 @@ struct batcher {
     lru_cache *cache;
     char load_error[512];
     double load_seconds;
+    char *metadata_brief;       /* cloob.json without the self-test vectors (NULL: use the raw text) */
     char *selftest_json;        /* selftest_to_json(), published by selftest_done (release) */
     _Atomic int selftest_done;
 
@@ -159,7 +160,8 @@ const char *batcher_load_error(batcher *b) { return b->load_error; }
 const cloob_model_info *batcher_model_info(batcher *b) { return atomic_load(&b->loaded) ? b->info : NULL; }
 const cloob_tokenizer *batcher_tokenizer(batcher *b) { return atomic_load(&b->loaded) ? b->tok : NULL; }
 const char *batcher_model_metadata(batcher *b) {
-    return atomic_load(&b->loaded) ? cloob_model_metadata_json(b->model) : NULL;
+    if (!atomic_load(&b->loaded)) return NULL;
+    return b->metadata_brief ? b->metadata_brief : cloob_model_metadata_json(b->model);
 }
 double batcher_load_seconds(batcher *b) { return b->load_seconds; }
 const char *batcher_selftest_json(batcher *b) { return atomic_load(&b->selftest_done) ? b->selftest_json : NULL; }
@@ -195,8 +197,8 @@ static int run_selftest(batcher *b) {
     int rc = 0;
     switch (r->status) {
     case SELFTEST_PASSED:
-        log_info("self-test passed: %d checks, worst cosine %.7f (tolerance %.6g, %s on %s) in %.3f s",
-                 r->n_checks, r->worst_cosine, r->tolerance, r->dtype, r->device, r->seconds);
+        log_info("self-test passed: %d checks, worst cosine 1 - %.2g (tolerance %.6g, %s on %s) in %.3f s",
+                 r->n_checks, 1.0 - r->worst_cosine, r->tolerance, r->dtype, r->device, r->seconds);
         break;
     case SELFTEST_SKIPPED:
         log_warn("self-test skipped: %s", r->message);
@@ -227,6 +229,8 @@ static int load_model(batcher *b) {
         return -1;
     }
     b->info = cloob_model_get_info(b->model);
+    const char *meta = cloob_model_metadata_json(b->model);
+    b->metadata_brief = selftest_metadata_without_vectors(meta, meta ? strlen(meta) : 0);
     if (b->info->max_seq_len < 1 || b->info->max_seq_len > BATCH_MAX_SEQ || b->info->embed_dim < 1 ||
         b->info->image_size < 1) {
         snprintf(b->load_error, sizeof b->load_error,
@@ -666,6 +670,7 @@ void batcher_free(batcher *b) {
     cloob_tokenizer_free(b->tok);
     lru_free(b->cache);
     free(b->selftest_json);
+    free(b->metadata_brief);
     free(b->pixels);
     free(b->ids);
     free(b->mask);

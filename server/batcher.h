@@ -139,7 +139,7 @@ const char *batcher_load_error(batcher *b);
 /* NULL until the model is loaded; immutable afterwards, until batcher_free. */
 const cloob_model_info *batcher_model_info(batcher *b);
 const cloob_tokenizer *batcher_tokenizer(batcher *b);
-const char *batcher_model_metadata(batcher *b); /* cloob.json text */
+const char *batcher_model_metadata(batcher *b); /* cloob.json without the self-test vectors */
 double batcher_load_seconds(batcher *b);        /* load + warm-up wall time */
 /* The start-up self-test's result as JSON (selftest_to_json), once it has been decided (passed,
  * failed, skipped or disabled); NULL before that and when loading failed earlier. Immutable

@@ -251,10 +251,13 @@ static int print_info(cloob_model *model) {
     const cloob_model_info *info = cloob_model_get_info(model);
     char rt[2048];
     if (cloob_runtime_describe(rt, sizeof rt) != CLOOB_OK) snprintf(rt, sizeof rt, "{}");
+    const char *meta = cloob_model_metadata_json(model);
+    char *brief = selftest_metadata_without_vectors(meta, strlen(meta)); /* NULL: print it whole */
     printf("{\"model\": \"%s\", \"dim\": %d, \"device\": \"%s\", \"dtype\": \"%s\", "
            "\"random_weights\": %s,\n \"metadata\": %s,\n \"runtime\": %s}\n",
            info->name, info->embed_dim, info->device, info->dtype,
-           info->random_weights ? "true" : "false", cloob_model_metadata_json(model), rt);
+           info->random_weights ? "true" : "false", brief ? brief : meta, rt);
+    free(brief);
     return 0;
 }
 

@@ -506,3 +506,20 @@ char *selftest_to_json(const selftest_result *r) {
     cJSON_Delete(o);
     return printed;
 }
+
+char *selftest_metadata_without_vectors(const char *json, size_t len) {
+    if (!json) return NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, NULL, 0);
+    if (!root) return NULL;
+    cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "selftest");
+    if (cJSON_IsObject(st)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(st, "image_feature");
+        cJSON *t;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(st, "texts")) {
+            if (cJSON_IsObject(t)) cJSON_DeleteItemFromObjectCaseSensitive(t, "feature");
+        }
+    }
+    char *printed = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return printed;
+}

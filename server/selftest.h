@@ -98,4 +98,12 @@ const char *selftest_status_name(selftest_status s);
  */
 char *selftest_to_json(const selftest_result *r);
 
+/*
+ * cloob.json for display (/info, cloob-embed --info): the same document with the self-test's
+ * reference features left out (their count is embed_dim x (1 + texts): ~80 KB of numbers for the
+ * real model, and the self-test's verdict is reported on its own). Returns a malloc'd compact
+ * JSON string (free()), or NULL if json does not parse or memory ran out (show it unchanged).
+ */
+char *selftest_metadata_without_vectors(const char *json, size_t len);
+
 #endif /* CLOOB_SELFTEST_H */

@@ -80,6 +80,11 @@ def test_server_reports_a_passed_selftest(binary, tiny_model_dir, api):
         assert c["ids_match"] is True and c["tokens"] == len(t["ids"])
     assert all(c["passed"] and abs(c["norm_ratio"] - 1) < 1e-4 for c in st["checks"])
     assert "self-test passed" in log
+    # /info's metadata is cloob.json without the reference features (80 KB for the real model)
+    shown = info["model"]["metadata"]["selftest"]
+    assert "image_feature" not in shown and all("feature" not in t for t in shown["texts"])
+    assert [t["ids"] for t in shown["texts"]] == [t["ids"] for t in meta["selftest"]["texts"]]
+    assert info["model"]["metadata"]["model_sha256"] == meta["model_sha256"]
 
 
 @pytest.mark.parametrize("edit,check,where", [(tamper_image, "image", "image"),
@@ -149,6 +154,10 @@ def test_embed_selftest_passes(build_dir, tiny_model_dir):
     assert p.returncode == 0, p.stderr
     assert out["status"] == "passed" and out["worst_cosine"] >= out["tolerance"]
     assert len(out["checks"]) == 1 + len(json.loads((tiny_model_dir / "cloob.json").read_text())["selftest"]["texts"])
+    info = json.loads(subprocess.run([str(build_dir / "cloob-embed"), "--model", str(tiny_model_dir), "--info"],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert "image_feature" not in info["metadata"]["selftest"]
+    assert info["metadata"]["selftest"]["texts"][0]["text"] == "犬の写真"
 
 
 @pytest.mark.parametrize("edit,check", [(tamper_image, "image"), (tamper_text, "text"), (tamper_ids, "tokenizer")],

@@ -428,6 +428,21 @@ static void test_json_report(void) {
     free(json);
 }
 
+static void test_metadata_without_vectors(void) {
+    const char *json = "{\"name\":\"m\",\"selftest\":{\"image_rule\":\"gradient-v1\",\"image_feature\":[1,2],"
+                       "\"texts\":[{\"text\":\"a\",\"ids\":[4,5],\"feature\":[3,4]},7]}}";
+    char *brief = selftest_metadata_without_vectors(json, strlen(json));
+    CHECK_MSG(brief && strcmp(brief, "{\"name\":\"m\",\"selftest\":{\"image_rule\":\"gradient-v1\","
+                                     "\"texts\":[{\"text\":\"a\",\"ids\":[4,5]},7]}}") == 0,
+              "%s", brief ? brief : "(null)");
+    free(brief);
+    brief = selftest_metadata_without_vectors("{\"name\":\"old\"}", 14);
+    CHECK(brief && strcmp(brief, "{\"name\":\"old\"}") == 0);
+    free(brief);
+    CHECK(selftest_metadata_without_vectors("{\"name\":", 8) == NULL);
+    CHECK(selftest_metadata_without_vectors(NULL, 0) == NULL);
+}
+
 int main(void) {
     test_image_rule();
     test_pass();
@@ -439,5 +454,6 @@ int main(void) {
     test_skipped_and_malformed();
     test_quote_text();
     test_json_report();
+    test_metadata_without_vectors();
     TEST_MAIN_END();
 }
