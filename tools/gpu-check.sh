@@ -40,5 +40,11 @@ def cos(a, b): return sum(x*y for x, y in zip(a, b)) / math.sqrt(sum(x*x for x i
 c = vec("cpu")
 print("cos(cpu, cuda fp32) =", cos(c, vec("cuda")), " cos(cpu, cuda fp16) =", cos(c, vec("cuda-half")))
 PYEOF
+# The start-up self-test on the GPU in fp32 and fp16: its worst cosines are what the tolerances in
+# tools/export_model.py (0.9999 / 0.999) have to cover. A failure is reported, not fatal here.
+for half in "" --half; do
+  $B/cloob-embed --model $B/models/full --device cuda $half --selftest > "$OUTDIR/selftest-cuda${half:+-half}.json" \
+    || echo "gpu-check: self-test FAILED on cuda $half (see $OUTDIR/selftest-cuda${half:+-half}.json)"
+done
 $B/bench_model --model $B/models/full --device cuda --image-batches 1,8,32,64 --text-batches 1,64,256 --seconds 3 | tee "$OUTDIR/bench-fp32.jsonl"
 echo "gpu-check: done"
