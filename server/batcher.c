@@ -52,6 +52,17 @@ int batch_job_expired(const batch_job *job, int64_t now_ns) {
     return job->deadline_ns > 0 && now_ns >= job->deadline_ns;
 }
 
+int batch_job_fail(batch_job *job, api_err err, const char *message) {
+    pthread_mutex_lock(&job->lock);
+    int set = job->err == API_OK;
+    if (set) {
+        job->err = err;
+        snprintf(job->message, sizeof job->message, "%s", message ? message : api_err_type(err));
+    }
+    pthread_mutex_unlock(&job->lock);
+    return set;
+}
+
 void batch_job_note_time(batch_job *job, int stage, int64_t ns) {
     pthread_mutex_lock(&job->lock);
     int64_t *slot = stage == 0 ? &job->decode_ns : stage == 1 ? &job->queue_ns : &job->infer_ns;
@@ -505,7 +516,9 @@ static void *inference_main(void *arg) {
         }
         for (int i = 0; i < n_dropped; i++) {
             batch_item *it = dropped[i];
-            if (batch_job_expired(it->job, now)) {
+            /* A job that already failed (e.g. the HTTP deadline watchdog answered it 504) has its
+             * answer and its count in the metrics: its items are dropped without a second count. */
+            if (!batch_job_failed(it->job) && batch_job_expired(it->job, now)) {
                 if (b->cfg.metrics) metrics_error(b->cfg.metrics, METRICS_ERR_TIMEOUT);
                 batch_item_finish(it, API_ERR_DEADLINE,
                                   "the request's deadline passed before %s[%d] reached the model",

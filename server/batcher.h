@@ -91,6 +91,10 @@ void batch_job_destroy(batch_job *job);
 int batch_job_failed(batch_job *job);
 /* 1 if the job's deadline has passed. */
 int batch_job_expired(const batch_job *job, int64_t now_ns);
+/* Fails the job with (err, message) unless it already has an error, without finishing any item:
+ * its items still in workers or queues are then dropped unrun; an item inside a forward pass
+ * completes normally (its output is simply not used). 1 if this call set the error. */
+int batch_job_fail(batch_job *job, api_err err, const char *message);
 
 /* Finishes an item: err API_OK = success, else the job fails with (err, message) unless it
  * already failed. Frees item->pixels. Runs the job's done callback if it was the last item. */

@@ -221,6 +221,12 @@ void handlers_submit(const handlers_ctx *ctx, handler_work *w) {
     for (int i = 0; i < n; i++) workers_submit(ctx->w, &items[i]);
 }
 
+int64_t handlers_deadline_ns(const handler_work *w) { return w->job_inited ? w->job.deadline_ns : 0; }
+
+void handlers_fail_job(handler_work *w, api_err err, const char *message) {
+    if (w->job_inited) batch_job_fail(&w->job, err, message);
+}
+
 void handlers_timing(const handler_work *w, double *decode_ms, double *queue_ms, double *infer_ms) {
     if (!w->job_inited) {
         *decode_ms = *queue_ms = *infer_ms = 0;

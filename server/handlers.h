@@ -15,6 +15,7 @@
 #define CLOOB_HANDLERS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "api.h"
 #include "batcher.h"
@@ -66,6 +67,12 @@ void handlers_submit(const handlers_ctx *ctx, handler_work *w);
  * (200, or the job's error status with err filled and nothing written).
  */
 int handlers_finish(const handlers_ctx *ctx, handler_work *w, jbuf *out, api_error *err);
+/* The job's deadline (CLOCK_MONOTONIC ns; 0 = none). Fixed by handlers_prepare. */
+int64_t handlers_deadline_ns(const handler_work *w);
+/* Any thread, while w is alive: fails the job with err (unless it already failed) so that its
+ * remaining items are dropped unrun. The done callback still runs once, when the last item that
+ * is already in a forward pass finishes; w must stay alive until then. */
+void handlers_fail_job(handler_work *w, api_err err, const char *message);
 /* Server-Timing values of the finished job, in milliseconds. */
 void handlers_timing(const handler_work *w, double *decode_ms, double *queue_ms, double *infer_ms);
 void handlers_work_free(handler_work *w); /* NULL is fine */

@@ -13,10 +13,20 @@
  *      a job, MHD_suspend_connection(), hand the items to the workers. The job's done callback
  *      (worker or inference thread) calls MHD_resume_connection(); MHD then calls the handler
  *      once more and the response is built on this I/O thread.
- * Request state is freed only in the completion notification (MHD_OPTION_NOTIFY_COMPLETED),
- * which MHD calls exactly once for every request that got a state, after the response went out
- * or the connection died. A suspended connection cannot complete, so the job's items always
- * point at live memory.
+ *
+ * Deadlines: a watchdog thread keeps the suspended requests that have a deadline
+ * (request_timeout_ms) and resumes each one at its deadline even if its items are still inside a
+ * forward pass; the I/O thread then answers 504 at once. Exactly one party resumes a suspended
+ * connection: the job's done callback or the watchdog, decided under wd_lock (resume_state).
+ * Neither calls MHD_resume_connection while holding wd_lock, which the I/O threads take too.
+ *
+ * Lifetime: items still queued or inside a forward pass point into the request's work (their
+ * outputs) and body (raw image bytes). So a request's state (http_req, its work, its body and
+ * its share of the body budget) is freed by whichever comes second of (a) MHD's completion
+ * notification (MHD_OPTION_NOTIFY_COMPLETED, exactly once per request that got a state) and
+ * (b) the job's done callback (exactly once per submitted job), again decided under wd_lock.
+ * The done callback runs on a worker or the inference thread; main.c stops (joins) those before
+ * http_stop, so the http_server it touches is still alive.
  */
 #include "http.h"
 
@@ -67,7 +77,24 @@ struct http_server {
     pthread_mutex_t idle_lock;
     pthread_cond_t idle_cond;
     int quiesced_fd;
+
+    /* deadline watchdog (see the top of this file) */
+    pthread_mutex_t wd_lock;     /* guards wd_* and every request's resume_state/job_running/http_done */
+    pthread_cond_t wd_cond;      /* CLOCK_MONOTONIC; signalled on stop or an earlier deadline */
+    pthread_t wd_thread;
+    int wd_started;
+    int wd_stop;
+    struct http_req *wd_head;    /* suspended requests with a deadline (unsorted, doubly linked) */
+    int64_t wd_wake_ns;          /* when the watchdog plans to wake next (0: only when signalled) */
 };
+
+/* Who resumes a suspended request: exactly one of the job's done callback and the watchdog. */
+typedef enum resume_state {
+    RESUME_NONE = 0,       /* not suspended (yet), or the connection died */
+    RESUME_WAITING,        /* suspended: the first of done callback / watchdog takes it */
+    RESUME_BY_JOB,         /* every item finished: answer from the work */
+    RESUME_BY_DEADLINE     /* the deadline passed first: answer 504, items may still run */
+} resume_state;
 
 typedef enum req_phase {
     PHASE_BODY = 0,  /* receiving the body */
@@ -98,7 +125,14 @@ typedef struct http_req {
 
     /* work */
     handler_work *work;
-    int counted_job;           /* batcher_jobs_add(+1) was done */
+
+    /* guarded by srv->wd_lock */
+    resume_state resume;
+    int job_running;           /* submitted, done callback not run yet (it owes batcher_jobs_add(-1)) */
+    int http_done;             /* the completion notification ran */
+    int64_t deadline_ns;       /* the job's deadline, 0 = none */
+    struct http_req *wd_prev, *wd_next; /* in srv->wd_head's list (deadline_ns > 0, WAITING) */
+    struct http_req *wd_resume_next;    /* the watchdog's private list of requests to resume */
 
     /* outcome, for log and metrics */
     int status;
@@ -421,14 +455,122 @@ static enum MHD_Result handle_openapi(http_req *r) {
 
 /* ---- model endpoints ------------------------------------------------------------------------- */
 
-/* Worker or inference thread: the job's last item finished. Resumes the connection; from the
- * moment MHD_resume_connection is called, r belongs to the I/O thread again. */
+static void release_body(http_req *r);
+
+/* Any thread, once neither the HTTP side nor the job uses r: frees it, its work and its body. */
+static void request_free(http_req *r) {
+    handlers_work_free(r->work);
+    release_body(r);
+    free(r);
+}
+
+/* wd_lock held: takes r out of the watchdog's list (if it is there). */
+static void wd_unlink(http_server *s, http_req *r) {
+    if (r->wd_prev) r->wd_prev->wd_next = r->wd_next;
+    else if (s->wd_head == r) s->wd_head = r->wd_next;
+    if (r->wd_next) r->wd_next->wd_prev = r->wd_prev;
+    r->wd_prev = r->wd_next = NULL;
+}
+
+/* Worker or inference thread (or the I/O thread, if submitting failed at once): the job's last
+ * item finished. If the request is still waiting, resumes its connection; from the moment
+ * MHD_resume_connection is called, r belongs to the I/O thread again. If the watchdog answered
+ * it already and the response is out, this is the last user of r and frees it. */
 static void on_job_done(batch_job *job, void *arg) {
     (void)job;
     http_req *r = arg;
-    batcher_jobs_add(r->srv->deps.b, -1);
-    r->counted_job = 0;
-    MHD_resume_connection(r->conn);
+    http_server *s = r->srv;
+    struct MHD_Connection *resume = NULL;
+    pthread_mutex_lock(&s->wd_lock);
+    r->job_running = 0;
+    if (r->resume == RESUME_WAITING) {
+        wd_unlink(s, r);
+        r->resume = RESUME_BY_JOB;
+        resume = r->conn;
+    }
+    int free_now = r->http_done;
+    pthread_mutex_unlock(&s->wd_lock);
+    /* A suspended connection cannot complete, so r and conn stay valid until this resume. */
+    if (resume) MHD_resume_connection(resume);
+    else if (free_now) request_free(r);
+    batcher_jobs_add(s->deps.b, -1);
+}
+
+/* Watchdog thread: resumes suspended requests at their deadline (see the top of this file). */
+static void *watchdog_main(void *arg) {
+    http_server *s = arg;
+    char msg[API_MESSAGE_MAX];
+    snprintf(msg, sizeof msg, "the request's deadline (%d ms) passed while the model was busy",
+             s->deps.cfg->request_timeout_ms);
+    pthread_mutex_lock(&s->wd_lock);
+    while (!s->wd_stop) {
+        int64_t now = batch_now_ns(), next = 0;
+        http_req *due = NULL;
+        for (http_req *r = s->wd_head, *nx; r; r = nx) {
+            nx = r->wd_next;
+            if (r->deadline_ns <= now) {
+                wd_unlink(s, r);
+                r->resume = RESUME_BY_DEADLINE;
+                /* Lock order: wd_lock, then the job's lock (the done callback runs without it).
+                 * Its items not yet in a forward pass are now dropped unrun. */
+                handlers_fail_job(r->work, API_ERR_DEADLINE, msg);
+                r->wd_resume_next = due;
+                due = r;
+            } else if (next == 0 || r->deadline_ns < next) {
+                next = r->deadline_ns;
+            }
+        }
+        if (due) {
+            /* Resume outside wd_lock: MHD's resume takes its own locks, and the I/O threads
+             * take wd_lock while MHD holds them. Each r stays valid until its resume (its
+             * connection is suspended), so read the links first. */
+            s->wd_wake_ns = 0;
+            pthread_mutex_unlock(&s->wd_lock);
+            while (due) {
+                http_req *r = due;
+                due = r->wd_resume_next;
+                MHD_resume_connection(r->conn);
+            }
+            pthread_mutex_lock(&s->wd_lock);
+            continue;
+        }
+        s->wd_wake_ns = next;
+        if (next) {
+            struct timespec ts = {(time_t)(next / 1000000000LL), (long)(next % 1000000000LL)};
+            pthread_cond_timedwait(&s->wd_cond, &s->wd_lock, &ts);
+        } else {
+            pthread_cond_wait(&s->wd_cond, &s->wd_lock);
+        }
+    }
+    pthread_mutex_unlock(&s->wd_lock);
+    return NULL;
+}
+
+/* I/O thread, connection suspended, before the items are submitted: the request now waits for
+ * its job, and for its deadline if it has one. */
+static void wait_for_job(http_req *r) {
+    http_server *s = r->srv;
+    pthread_mutex_lock(&s->wd_lock);
+    r->resume = RESUME_WAITING;
+    r->job_running = 1;
+    r->deadline_ns = handlers_deadline_ns(r->work);
+    if (r->deadline_ns > 0 && s->wd_started) {
+        r->wd_prev = NULL;
+        r->wd_next = s->wd_head;
+        if (s->wd_head) s->wd_head->wd_prev = r;
+        s->wd_head = r;
+        /* Wake the watchdog only if it would sleep past this deadline. */
+        if (s->wd_wake_ns == 0 || r->deadline_ns < s->wd_wake_ns) pthread_cond_signal(&s->wd_cond);
+    }
+    pthread_mutex_unlock(&s->wd_lock);
+}
+
+/* I/O thread, resumed by the watchdog: the items may still be inside a forward pass, so nothing
+ * of the work is read (it is freed later, by on_job_done). */
+static enum MHD_Result respond_deadline(http_req *r) {
+    return respond_err(r, API_ERR_DEADLINE, NULL,
+                       "the request's deadline (%d ms) passed while the model was busy; retry later or "
+                       "send fewer items", r->srv->deps.cfg->request_timeout_ms);
 }
 
 static enum MHD_Result finish_work(http_req *r) {
@@ -475,10 +617,11 @@ static enum MHD_Result handle_model_post(http_req *r) {
     r->work = w;
     if (handlers_work_ready(w)) return finish_work(r);
     r->phase = PHASE_WAITING;
-    r->counted_job = 1;
-    batcher_jobs_add(s->deps.b, 1);
-    /* Suspend BEFORE the items leave this thread: the done callback may resume at once. */
+    batcher_jobs_add(s->deps.b, 1); /* given back by on_job_done */
+    /* Suspend BEFORE the items leave this thread (and before the watchdog sees the request):
+     * either may resume at once. */
     MHD_suspend_connection(r->conn);
+    wait_for_job(r);
     handlers_submit(&s->hctx, w);
     return MHD_YES;
 }
@@ -646,7 +789,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return rc == 0 ? MHD_YES : MHD_NO;
     }
-    if (r->phase == PHASE_WAITING) return finish_work(r); /* resumed by on_job_done */
+    if (r->phase == PHASE_WAITING) { /* resumed by on_job_done or the watchdog */
+        pthread_mutex_lock(&s->wd_lock);
+        resume_state by = r->resume;
+        pthread_mutex_unlock(&s->wd_lock);
+        return by == RESUME_BY_DEADLINE ? respond_deadline(r) : finish_work(r);
+    }
     if (r->phase == PHASE_DONE) return MHD_YES;
     return dispatch(r);
 }
@@ -672,10 +820,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                               r->user_agent[0] ? r->user_agent : NULL};
         log_access(&e);
     }
-    if (r->counted_job) batcher_jobs_add(s->deps.b, -1); /* cannot happen: jobs end before completion */
-    handlers_work_free(r->work);
-    release_body(r);
-    free(r);
+    pthread_mutex_lock(&s->wd_lock);
+    r->http_done = 1;
+    if (r->resume == RESUME_WAITING) {
+        /* Only if MHD closed a suspended connection (daemon stop): nobody may resume it now. */
+        wd_unlink(s, r);
+        r->resume = RESUME_NONE;
+    }
+    int free_now = !r->job_running; /* else on_job_done frees it, when the last item is done */
+    pthread_mutex_unlock(&s->wd_lock);
+    if (free_now) request_free(r);
     if (atomic_fetch_sub(&s->in_flight, 1) == 1) {
         pthread_mutex_lock(&s->idle_lock);
         pthread_cond_broadcast(&s->idle_cond);
@@ -709,7 +863,17 @@ http_server *http_start(const http_deps *deps, char *err, size_t errlen) {
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->idle_cond, &ca);
+    pthread_cond_init(&s->wd_cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->wd_lock, NULL);
+    if (cfg->request_timeout_ms > 0) {
+        if (pthread_create(&s->wd_thread, NULL, watchdog_main, s) != 0) {
+            snprintf(err, errlen, "cannot start the deadline watchdog thread");
+            http_stop(s);
+            return NULL;
+        }
+        s->wd_started = 1;
+    }
 
     handlers_ctx *h = &s->hctx;
     h->b = deps->b;
@@ -796,9 +960,20 @@ int http_wait_idle(http_server *s, int64_t deadline_ns) {
 
 void http_stop(http_server *s) {
     if (!s) return;
+    /* The watchdog first: it must not resume a connection of a daemon that is gone. */
+    if (s->wd_started) {
+        pthread_mutex_lock(&s->wd_lock);
+        s->wd_stop = 1;
+        pthread_cond_signal(&s->wd_cond);
+        pthread_mutex_unlock(&s->wd_lock);
+        pthread_join(s->wd_thread, NULL);
+        s->wd_started = 0;
+    }
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (s->quiesced_fd >= 0) close(s->quiesced_fd);
     pthread_cond_destroy(&s->idle_cond);
     pthread_mutex_destroy(&s->idle_lock);
+    pthread_cond_destroy(&s->wd_cond);
+    pthread_mutex_destroy(&s->wd_lock);
     free(s);
 }
