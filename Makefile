@@ -73,7 +73,7 @@ BINS := $(BUILD)/cloob-server $(BUILD)/cloob-embed $(SPM_PLUGIN)
 BENCH_BINS := $(BUILD)/bench_model
 
 .SECONDARY:
-.PHONY: all deps test test-build test-fast unit run bench asan fuzz fuzz-build models install clean help format lint gpu-check
+.PHONY: all deps test test-build asan-server test-fast unit run bench asan fuzz fuzz-build models install clean help format lint gpu-check
 all: $(BINS) $(BENCH_BINS) $(UNIT_TESTS) $(SHIM_TESTS)
 
 help:
@@ -163,6 +163,12 @@ asan-build:
 asan: asan-build
 	@for t in $(ASAN_UNIT); do echo "== $$t"; CLOOB_SHARED=$(SHARED) $$t || exit 1; done
 
+# The whole server under ASan+UBSan (libtorch itself is not instrumented), for the e2e tests:
+#   make asan-server && CLOOB_SERVER_BIN=build-asan-srv/cloob-server python3 -m pytest tests/test_server*.py
+asan-server:
+	$(MAKE) --no-print-directory BUILD=build-asan-srv OPT="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" \
+	  build-asan-srv/cloob-server build-asan-srv/libcloob_spm.so
+
 FUZZ_SECONDS ?= 30
 FUZZ_BUILD   := build-fuzz
 FUZZ_BINS    := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
@@ -202,6 +208,6 @@ lint:
 	tools/lint.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-asan-srv build-tsan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
