@@ -673,6 +673,20 @@ static int write_b64_vector(jbuf *b, const float *v, int dim) {
     return jbuf_append(b, "\"", 1);
 }
 
+/* One embedding as a JSON array of floats, or as a base64 string of little-endian float32. */
+static void write_vector(jbuf *b, const float *v, int dim, api_encoding enc) {
+    if (enc == API_ENCODING_BASE64) {
+        write_b64_vector(b, v, dim);
+        return;
+    }
+    jbuf_append(b, "[", 1);
+    for (int k = 0; k < dim; k++) {
+        if (k) jbuf_append(b, ",", 1);
+        jbuf_float(b, v[k]);
+    }
+    jbuf_append(b, "]", 1);
+}
+
 int api_write_embeddings(jbuf *b, const api_model_desc *m, const float *emb, int n, int normalized,
                          api_encoding enc, const api_text_stats *text_stats) {
     jbuf_puts(b, "{\"object\":\"list\",");
@@ -687,16 +701,7 @@ int api_write_embeddings(jbuf *b, const api_model_desc *m, const float *emb, int
                         text_stats[i].truncated ? "true" : "false");
         }
         jbuf_puts(b, "\"embedding\":");
-        if (enc == API_ENCODING_BASE64) {
-            write_b64_vector(b, v, m->dim);
-        } else {
-            jbuf_append(b, "[", 1);
-            for (int k = 0; k < m->dim; k++) {
-                if (k) jbuf_append(b, ",", 1);
-                jbuf_float(b, v[k]);
-            }
-            jbuf_append(b, "]", 1);
-        }
+        write_vector(b, v, m->dim, enc);
         jbuf_append(b, "}", 1);
     }
     jbuf_puts(b, "]}");
@@ -710,16 +715,7 @@ int api_write_openai(jbuf *b, const api_model_desc *m, const char *model_name, c
     for (int i = 0; i < n && !b->overflow; i++) {
         const float *v = emb + (size_t)i * (size_t)m->dim;
         jbuf_printf(b, "%s{\"object\":\"embedding\",\"index\":%d,\"embedding\":", i ? "," : "", i);
-        if (enc == API_ENCODING_BASE64) {
-            write_b64_vector(b, v, m->dim);
-        } else {
-            jbuf_append(b, "[", 1);
-            for (int k = 0; k < m->dim; k++) {
-                if (k) jbuf_append(b, ",", 1);
-                jbuf_float(b, v[k]);
-            }
-            jbuf_append(b, "]", 1);
-        }
+        write_vector(b, v, m->dim, enc);
         jbuf_append(b, "}", 1);
         if (text_stats) tokens += text_stats[i].tokens;
     }
