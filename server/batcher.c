@@ -413,8 +413,6 @@ static void run_batch(batcher *b, batch_modality mod, batch_item **items, int n)
     double secs = (double)(t1 - t0) * 1e-9;
     if (b->cfg.metrics) {
         metrics_batch(b->cfg.metrics, (metrics_modality)mod, n, secs);
-        if (st == CLOOB_ERR_OUT_OF_MEMORY) metrics_error(b->cfg.metrics, METRICS_ERR_OUT_OF_MEMORY);
-        else if (st != CLOOB_OK) metrics_error(b->cfg.metrics, METRICS_ERR_MODEL);
     }
     if (st == CLOOB_OK) {
         pthread_mutex_lock(&b->lock);
@@ -516,10 +514,9 @@ static void *inference_main(void *arg) {
         }
         for (int i = 0; i < n_dropped; i++) {
             batch_item *it = dropped[i];
-            /* A job that already failed (e.g. the HTTP deadline watchdog answered it 504) has its
-             * answer and its count in the metrics: its items are dropped without a second count. */
+            /* A job that already failed (e.g. the HTTP deadline watchdog answered it 504) keeps
+             * its answer. cloob_errors_total counts failed requests, in http.c, once each. */
             if (!batch_job_failed(it->job) && batch_job_expired(it->job, now)) {
-                if (b->cfg.metrics) metrics_error(b->cfg.metrics, METRICS_ERR_TIMEOUT);
                 batch_item_finish(it, API_ERR_DEADLINE,
                                   "the request's deadline passed before %s[%d] reached the model",
                                   it->field ? it->field : "items", it->index);
@@ -575,7 +572,6 @@ api_err batcher_admit(batcher *b, int n, int *retry_after_s) {
         pthread_mutex_unlock(&b->lock);
         int s = (int)ceil(secs);
         *retry_after_s = s < 1 ? 1 : s > 60 ? 60 : s;
-        if (b->cfg.metrics) metrics_error(b->cfg.metrics, METRICS_ERR_QUEUE_FULL);
         return API_ERR_QUEUE_FULL;
     }
     b->admitted += n;

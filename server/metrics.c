@@ -415,7 +415,7 @@ size_t metrics_render(const metrics *m, char *buf, size_t cap) {
               (long long)atomic_load_explicit(&m->cache_entries, RELAXED));
 
     /* every reason, zero or not, so rate() works from the first scrape */
-    ob_header(&o, "cloob_errors_total", "counter", "Failed requests or items, by reason.");
+    ob_header(&o, "cloob_errors_total", "counter", "Failed requests, by reason (one per error response).");
     for (int i = 0; i < METRICS_ERR_REASON_COUNT; i++)
         ob_printf(&o, "cloob_errors_total{reason=\"%s\"} %llu\n", k_reason_names[i],
                   (unsigned long long)atomic_load_explicit(&m->errors[i], RELAXED));

@@ -21,10 +21,6 @@ struct workers {
     pthread_t *threads;
 };
 
-static void count_error(workers *w, metrics_error_reason r) {
-    if (w->cfg.metrics) metrics_error(w->cfg.metrics, r);
-}
-
 /* Worker thread: base64 (unless raw) -> image_preprocess -> it->pixels. 0, or -1 after failing
  * the item. */
 static int prepare_image(workers *w, batch_item *it, const cloob_model_info *info) {
@@ -36,7 +32,6 @@ static int prepare_image(workers *w, batch_item *it, const cloob_model_info *inf
         base64_status bs = base64_decode_alloc(it->src, it->src_len, w->cfg.max_image_bytes, &decoded,
                                                &len, &pos);
         if (bs != BASE64_OK) {
-            count_error(w, METRICS_ERR_BAD_BASE64);
             if (bs == BASE64_ERR_TOO_LARGE) {
                 batcher_fail_item(w->b, it, API_ERR_BODY_TOO_LARGE, "%s[%d]: decoded image exceeds %llu bytes",
                                   it->field, it->index, (unsigned long long)w->cfg.max_image_bytes);
@@ -52,7 +47,6 @@ static int prepare_image(workers *w, batch_item *it, const cloob_model_info *inf
     it->pixels = malloc(3 * S * S * sizeof(float));
     if (!it->pixels) {
         free(decoded);
-        count_error(w, METRICS_ERR_INTERNAL);
         batcher_fail_item(w->b, it, API_ERR_INTERNAL, "out of memory");
         return -1;
     }
@@ -61,26 +55,10 @@ static int prepare_image(workers *w, batch_item *it, const cloob_model_info *inf
                                        info->std, it->pixels, err, sizeof err);
     free(decoded);
     if (st == IMAGE_OK) return 0;
-    api_err e;
-    metrics_error_reason r;
-    switch (st) {
-    case IMAGE_ERR_UNSUPPORTED:
-        e = API_ERR_IMAGE_FORMAT;
-        r = METRICS_ERR_UNSUPPORTED_MEDIA;
-        break;
-    case IMAGE_ERR_DECODE:
-        e = API_ERR_IMAGE_DECODE;
-        r = METRICS_ERR_IMAGE_DECODE;
-        break;
-    case IMAGE_ERR_TOO_LARGE:
-        e = API_ERR_IMAGE_TOO_LARGE;
-        r = METRICS_ERR_IMAGE_TOO_LARGE;
-        break;
-    default:
-        e = API_ERR_INTERNAL;
-        r = METRICS_ERR_INTERNAL;
-    }
-    count_error(w, r);
+    api_err e = st == IMAGE_ERR_UNSUPPORTED ? API_ERR_IMAGE_FORMAT
+                : st == IMAGE_ERR_DECODE      ? API_ERR_IMAGE_DECODE
+                : st == IMAGE_ERR_TOO_LARGE   ? API_ERR_IMAGE_TOO_LARGE
+                                              : API_ERR_INTERNAL;
     batcher_fail_item(w->b, it, e, "%s[%d]: %s", it->field, it->index,
                       err[0] ? err : image_status_message(st));
     return -1;
@@ -95,7 +73,6 @@ static int prepare_text(workers *w, batch_item *it, const cloob_model_info *info
     cloob_status st = cloob_tokenize(tok, it->src, it->src_len, info->max_seq_len, it->ids, mask, &tr,
                                      err, sizeof err);
     if (st != CLOOB_OK) {
-        count_error(w, METRICS_ERR_INTERNAL);
         batcher_fail_item(w->b, it, API_ERR_INTERNAL, "%s[%d]: tokenizer failed: %s", it->field,
                           it->index, err);
         return -1;
@@ -103,7 +80,6 @@ static int prepare_text(workers *w, batch_item *it, const cloob_model_info *info
     it->n_tokens = tr.n_tokens;
     it->n_dropped = tr.n_dropped;
     if (tr.n_dropped > 0 && !it->truncate) {
-        count_error(w, METRICS_ERR_TEXT_TOO_LONG);
         batcher_fail_item(w->b, it, API_ERR_TEXT_TOO_LONG,
                           "%s[%d] has %d tokens; the model takes at most %d (set \"truncate\": true to cut it)",
                           it->field, it->index, tr.n_tokens - 1 + tr.n_dropped, info->max_seq_len - 1);
@@ -124,7 +100,6 @@ static void process(workers *w, batch_item *it, int stopping) {
         return;
     }
     if (batch_job_expired(it->job, t0)) {
-        count_error(w, METRICS_ERR_TIMEOUT);
         batcher_fail_item(w->b, it, API_ERR_DEADLINE, "the request's deadline passed before %s[%d] was decoded",
                           it->field, it->index);
         return;
