@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api.h"
 #include "cloob.h"
 #include "image.h"
 #include "selftest.h"
@@ -233,18 +234,11 @@ io_error:
     return NULL;
 }
 
-static void l2_normalize(float *v, int dim) {
-    double ss = 0;
-    for (int i = 0; i < dim; i++) ss += (double)v[i] * v[i];
-    double n = sqrt(ss);
-    if (n > 0)
-        for (int i = 0; i < dim; i++) v[i] = (float)(v[i] / n);
-}
-
-static cJSON *vector_json(const float *v, int dim) {
-    cJSON *arr = cJSON_CreateArray();
+/* Adds "embedding" to obj: v (dim floats), L2-normalized in place first unless raw. */
+static void add_embedding(cJSON *obj, float *v, int dim, int raw) {
+    if (!raw) api_l2_normalize(v, dim);
+    cJSON *arr = cJSON_AddArrayToObject(obj, "embedding");
     for (int i = 0; arr && i < dim; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(v[i]));
-    return arr;
 }
 
 static int print_info(cloob_model *model) {
@@ -345,11 +339,9 @@ static int embed_images(const cli_options *o, cloob_model *model, cJSON *out_arr
             goto done;
         }
         for (int k = 0; k < n; k++) {
-            float *v = feats + (size_t)info->embed_dim * (size_t)k;
-            if (!o->raw) l2_normalize(v, info->embed_dim);
             cJSON *obj = cJSON_CreateObject();
             cJSON_AddStringToObject(obj, "file", o->images[start + k]);
-            cJSON_AddItemToObject(obj, "embedding", vector_json(v, info->embed_dim));
+            add_embedding(obj, feats + (size_t)info->embed_dim * (size_t)k, info->embed_dim, o->raw);
             cJSON_AddItemToArray(out_arr, obj);
         }
     }
@@ -366,12 +358,10 @@ static int embed_texts(const cli_options *o, cloob_model *model, const cloob_tok
     const int L = info->max_seq_len;
     int64_t *ids = malloc(sizeof(int64_t) * (size_t)L * (size_t)o->batch);
     int64_t *mask = malloc(sizeof(int64_t) * (size_t)L * (size_t)o->batch);
-    int64_t *packed_ids = malloc(sizeof(int64_t) * (size_t)L * (size_t)o->batch);
-    int64_t *packed_mask = malloc(sizeof(int64_t) * (size_t)L * (size_t)o->batch);
     float *feats = malloc(sizeof(float) * (size_t)info->embed_dim * (size_t)o->batch);
     cloob_token_result *res = malloc(sizeof(cloob_token_result) * (size_t)o->batch);
     int rc = 0;
-    if (!ids || !mask || !packed_ids || !packed_mask || !feats || !res) {
+    if (!ids || !mask || !feats || !res) {
         fprintf(stderr, "cloob-embed: out of memory\n");
         rc = 4;
         goto done;
@@ -392,15 +382,16 @@ static int embed_texts(const cli_options *o, cloob_model *model, const cloob_tok
             }
             if (res[k].n_tokens > longest) longest = res[k].n_tokens;
         }
-        /* Repack [n, L] into [n, longest]: the features do not depend on right padding. */
-        for (int k = 0; k < n; k++) {
-            memcpy(packed_ids + (size_t)longest * k, ids + (size_t)L * k, sizeof(int64_t) * longest);
-            memcpy(packed_mask + (size_t)longest * k, mask + (size_t)L * k,
-                   sizeof(int64_t) * longest);
+        /* Repack [n, L] into [n, longest] in place (row k moves down to k*longest <= k*L, so
+         * memmove in increasing k never overwrites a row not yet moved): the features do not
+         * depend on right padding. */
+        for (int k = 1; k < n; k++) {
+            memmove(ids + (size_t)longest * k, ids + (size_t)L * k, sizeof(int64_t) * longest);
+            memmove(mask + (size_t)longest * k, mask + (size_t)L * k, sizeof(int64_t) * longest);
         }
         double t1 = now_s();
         char err[1024] = "";
-        cloob_status cs = cloob_model_encode_text(model, packed_ids, packed_mask, n, longest, feats,
+        cloob_status cs = cloob_model_encode_text(model, ids, mask, n, longest, feats,
                                                   err, sizeof err);
         double t2 = now_s();
         *t_pre += t1 - t0;
@@ -411,8 +402,6 @@ static int embed_texts(const cli_options *o, cloob_model *model, const cloob_tok
             goto done;
         }
         for (int k = 0; k < n; k++) {
-            float *v = feats + (size_t)info->embed_dim * (size_t)k;
-            if (!o->raw) l2_normalize(v, info->embed_dim);
             cJSON *obj = cJSON_CreateObject();
             cJSON_AddStringToObject(obj, "text", o->texts[start + k]);
             cJSON_AddNumberToObject(obj, "tokens", res[k].n_tokens);
@@ -420,18 +409,16 @@ static int embed_texts(const cli_options *o, cloob_model *model, const cloob_tok
             if (o->show_ids) {
                 cJSON *arr = cJSON_CreateArray();
                 for (int j = 0; j < res[k].n_tokens; j++)
-                    cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)ids[(size_t)L * k + j]));
+                    cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)ids[(size_t)longest * k + j]));
                 cJSON_AddItemToObject(obj, "ids", arr);
             }
-            cJSON_AddItemToObject(obj, "embedding", vector_json(v, info->embed_dim));
+            add_embedding(obj, feats + (size_t)info->embed_dim * (size_t)k, info->embed_dim, o->raw);
             cJSON_AddItemToArray(out_arr, obj);
         }
     }
 done:
     free(ids);
     free(mask);
-    free(packed_ids);
-    free(packed_mask);
     free(feats);
     free(res);
     return rc;
