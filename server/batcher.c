@@ -558,11 +558,16 @@ int batcher_start(batcher *b) {
     return 0;
 }
 
+int batcher_max_queue_items(const batcher *b) { return b->cfg.max_queue_items; }
+
 api_err batcher_admit(batcher *b, int n, int *retry_after_s) {
     *retry_after_s = 0;
     batcher_state st = batcher_get_state(b);
     if (st == BATCHER_DRAINING || st == BATCHER_STOPPED) return API_ERR_DRAINING;
     if (st != BATCHER_READY) return API_ERR_NOT_READY;
+    /* A request bigger than the whole queue could never be admitted: that is the request's fault
+     * (422), not a busy server (429 with a Retry-After that no retry would ever satisfy). */
+    if (n > b->cfg.max_queue_items) return API_ERR_TOO_MANY_ITEMS;
     pthread_mutex_lock(&b->lock);
     if (b->admitted + n > b->cfg.max_queue_items) {
         /* Time to work off what is queued: queue depth x measured seconds per item (the slower

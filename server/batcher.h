@@ -153,8 +153,12 @@ const char *batcher_selftest_json(batcher *b);
 /* The label-embedding cache: created with the model (its vectors are embed_dim long). */
 lru_cache *batcher_label_cache(batcher *b);
 
+/* The configured max_queue_items (immutable; any thread). */
+int batcher_max_queue_items(const batcher *b);
+
 /*
- * Admission: reserves n items of the queue budget. Returns API_OK, API_ERR_QUEUE_FULL (with
+ * Admission: reserves n items of the queue budget. Returns API_OK, API_ERR_TOO_MANY_ITEMS (n
+ * alone exceeds max_queue_items: no retry could help), API_ERR_QUEUE_FULL (with
  * *retry_after_s >= 1), API_ERR_NOT_READY or API_ERR_DRAINING. The reserved count is released
  * item by item as items start a forward pass or finish otherwise (mark items admitted = 1).
  */

@@ -197,6 +197,10 @@ int handlers_prepare(const handlers_ctx *ctx, handler_kind kind, const char *bod
         if (ae == API_ERR_QUEUE_FULL) {
             api_fail(err, ae, "the queue is full (%d items waiting); retry after %d s",
                      batcher_queued_items(ctx->b), *retry_after_s);
+        } else if (ae == API_ERR_TOO_MANY_ITEMS) {
+            api_fail(err, ae, "the request needs %d model items (images, texts, labels x templates); "
+                     "the queue holds at most max_queue_items = %d", w->n_items,
+                     batcher_max_queue_items(ctx->b));
         } else {
             api_fail(err, ae, ae == API_ERR_DRAINING ? "the server is shutting down" : "the model is not ready");
         }
@@ -272,11 +276,6 @@ static int finish_classify(const handlers_ctx *ctx, handler_work *w, jbuf *out, 
         api_l2_normalize(img, dim);
         api_classify_scores(img, labels, nl, dim, r->scale, r->top_k, work, all,
                             scores + (size_t)i * (size_t)r->top_k);
-    }
-    if (ctx->m) {
-        lru_stats s;
-        lru_get_stats(batcher_label_cache(ctx->b), &s);
-        metrics_label_cache_entries(ctx->m, (int64_t)s.entries);
     }
     api_model_desc md = model_desc(ctx);
     int rc = api_write_classify(out, &md, r, scores, r->n_images);

@@ -781,9 +781,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        /* Only POST bodies are kept; anything sent with another method is read and dropped. */
+        /* Only bodies that will be used are kept: a POST to a route that takes POST, from a client
+         * that passes auth. Anything else is read and dropped (its 404/405/401 comes at the end),
+         * so it cannot hold memory or max_body_bytes_total. */
         int rc = 0;
-        if (r->method == M_POST && r->route != HTTP_ROUTE_OTHER) {
+        if (r->method == M_POST && r->route != HTTP_ROUTE_OTHER && (k_route_methods[r->route] & M_POST) &&
+            auth_ok(r)) {
             rc = take_chunk(r, upload_data, *upload_data_size);
         }
         *upload_data_size = 0;

@@ -159,6 +159,13 @@ workers *workers_create(const workers_config *cfg, batcher *b) {
 void workers_submit(workers *w, batch_item *it) {
     it->next = NULL;
     pthread_mutex_lock(&w->lock);
+    if (w->stopping) {
+        /* Admitted just before the drain began, submitted after the pool stopped: nobody would
+         * ever take it, so it is answered here instead of hanging its connection. */
+        pthread_mutex_unlock(&w->lock);
+        batcher_fail_item(w->b, it, API_ERR_DRAINING, "the server is shutting down");
+        return;
+    }
     if (w->tail) {
         w->tail->next = it;
     } else {

@@ -47,3 +47,21 @@ def test_total_below_per_request_cap_is_refused_at_start(binary, tiny_model_dir)
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert "max_body_bytes_total" in r.stderr
+
+
+def test_request_bigger_than_the_queue_is_422_not_429(binary, tiny_model_dir, images_dir):
+    """20 labels x 4 templates = 80 text items > max_queue_items 64: no retry could ever succeed,
+    so the answer is 422 too_many_items, not 429 with a Retry-After."""
+    import base64
+    img = base64.b64encode((images_dir / "chelsea.png").read_bytes()).decode()
+    with e2e.Server(binary, tiny_model_dir, "--max_queue_items", 64, "--max_batch_text", 16,
+                    "--max_batch_image", 8) as srv:
+        body = {"image": img, "labels": [f"ラベル{i}" for i in range(20)],
+                "templates": ["{}の写真", "{}の画像", "{}", "a photo of {}"]}
+        r = requests.post(srv.url + "/classify", json=body, timeout=60)
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert err["type"] == "too_many_items" and "max_queue_items" in err["message"]
+        assert "Retry-After" not in r.headers
+        body["templates"] = ["{}の写真"]  # 21 items fit
+        assert requests.post(srv.url + "/classify", json=body, timeout=60).status_code == 200
