@@ -8,7 +8,7 @@
 
 The model is a full-size random-weight export (ViT-B/16 + BERT-base: the real model's cost; the
 weights do not change the arithmetic). Results go to stdout as a Markdown table and to
-build/bench/results.json. Everything is bounded: BENCH_SECONDS (default 15) per wrk run.
+build/bench/results.json. Everything is bounded: BENCH_SECONDS (default 20) per wrk run.
 
 Environment: BENCH_MODEL (model dir; default build/models/full, exported if missing),
 BENCH_SECONDS, BENCH_SERVER_ARGS (extra cloob-server flags), BUILD, SHARED.

@@ -42,16 +42,21 @@ int main(int argc, char **argv) {
     double seconds = 5;
     int ib[16] = {1, 8, 16}, nib = 3, tb[16] = {1, 32, 64}, ntb = 3;
     for (int i = 1; i < argc; i++) {
-        const char *v = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(argv[i], "--model")) model_dir = argv[++i];
-        else if (!strcmp(argv[i], "--device")) device = argv[++i];
-        else if (!strcmp(argv[i], "--threads")) threads = (int)strtol(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--text-len")) text_len = (int)strtol(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--seconds")) seconds = strtod(argv[++i], NULL);
-        else if (!strcmp(argv[i], "--image-batches")) { nib = parse_list(v, ib, 16); i++; }
-        else if (!strcmp(argv[i], "--text-batches")) { ntb = parse_list(v, tb, 16); i++; }
+        const char *a = argv[i];
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench_model: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--threads")) threads = (int)strtol(v, NULL, 10);
+        else if (!strcmp(a, "--text-len")) text_len = (int)strtol(v, NULL, 10);
+        else if (!strcmp(a, "--seconds")) seconds = strtod(v, NULL);
+        else if (!strcmp(a, "--image-batches")) nib = parse_list(v, ib, 16);
+        else if (!strcmp(a, "--text-batches")) ntb = parse_list(v, tb, 16);
         else {
-            fprintf(stderr, "bench_model: unknown option %s\n", argv[i]);
+            fprintf(stderr, "bench_model: unknown option %s\n", a);
             return 2;
         }
     }
@@ -100,8 +105,12 @@ int main(int argc, char **argv) {
             int iters = 0;
             double t0 = now_s(), t;
             do {
-                if (pass == 0) cloob_model_encode_image(m, pixels, b, out, err, sizeof err);
-                else cloob_model_encode_text(m, ids, mask, b, text_len, out, err, sizeof err);
+                st = pass == 0 ? cloob_model_encode_image(m, pixels, b, out, err, sizeof err)
+                               : cloob_model_encode_text(m, ids, mask, b, text_len, out, err, sizeof err);
+                if (st != CLOOB_OK) { /* e.g. out of GPU memory: no made-up throughput */
+                    fprintf(stderr, "bench_model: batch %d: %s\n", b, err);
+                    return 3;
+                }
                 iters++;
                 t = now_s() - t0;
             } while (t < seconds);

@@ -90,7 +90,8 @@ static const key_def k_keys[] = {
         "float32 or float16. float16 takes effect on CUDA only (CPU stays float32, with a log "
         "note)."),
     NUM(threads, "CLOOB_THREADS", "0", "Model", K_INT, 0, 1024, "N",
-        "libtorch intra-op threads for inference (0: libtorch's default, one per core)."),
+        "CPU threads for the forward pass (0: every core). With OpenBLAS they are OpenBLAS's and "
+        "libtorch's own pool keeps 1 (measured faster); with another BLAS they are libtorch's."),
     NUM(workers, "CLOOB_WORKERS", "0", "Model", K_INT, 0, 1024, "N",
         "Pre-processing threads: base64 + image decode/resize and tokenization (0: number of "
         "CPUs)."),

@@ -246,12 +246,25 @@ static int print_info(cloob_model *model) {
     char rt[2048];
     if (cloob_runtime_describe(rt, sizeof rt) != CLOOB_OK) snprintf(rt, sizeof rt, "{}");
     const char *meta = cloob_model_metadata_json(model);
-    char *brief = selftest_metadata_without_vectors(meta, strlen(meta)); /* NULL: print it whole */
-    printf("{\"model\": \"%s\", \"dim\": %d, \"device\": \"%s\", \"dtype\": \"%s\", "
-           "\"random_weights\": %s,\n \"metadata\": %s,\n \"runtime\": %s}\n",
-           info->name, info->embed_dim, info->device, info->dtype,
-           info->random_weights ? "true" : "false", brief ? brief : meta, rt);
+    char *brief = selftest_metadata_without_vectors(meta, strlen(meta)); /* NULL: use it whole */
+    /* Built with cJSON so that a name or path with quotes still prints valid JSON. */
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", info->name);
+    cJSON_AddNumberToObject(root, "dim", info->embed_dim);
+    cJSON_AddStringToObject(root, "device", info->device);
+    cJSON_AddStringToObject(root, "dtype", info->dtype);
+    cJSON_AddBoolToObject(root, "random_weights", info->random_weights);
+    cJSON_AddItemToObject(root, "metadata", cJSON_Parse(brief ? brief : meta));
+    cJSON_AddItemToObject(root, "runtime", cJSON_Parse(rt));
     free(brief);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) {
+        fprintf(stderr, "cloob-embed: out of memory printing JSON\n");
+        return 4;
+    }
+    puts(text);
+    cJSON_free(text);
     return 0;
 }
 

@@ -11,20 +11,18 @@ ASAN = ROOT / "build-asan"
 
 
 def _programs():
+    """One case per test source (tests/unit/test_*.c, tests/shim/test_*.c, and the unit tests again
+    under ASan), so a test that failed to build is a failure, not a silently missing case."""
     out = []
     for kind in ("unit", "shim"):
-        d = BUILD / "tests" / kind
-        if d.is_dir():
-            out += sorted(p for p in d.iterdir() if p.name.startswith("test_") and os.access(p, os.X_OK)
-                          and p.suffix == "")
-    d = ASAN / "tests" / "unit"
-    if d.is_dir():
-        out += sorted(p for p in d.iterdir() if p.name.startswith("test_") and p.suffix == "")
+        out += [BUILD / "tests" / kind / src.stem for src in sorted((ROOT / "tests" / kind).glob("test_*.c"))]
+    out += [ASAN / "tests" / "unit" / src.stem for src in sorted((ROOT / "tests" / "unit").glob("test_*.c"))]
     return out
 
 
 @pytest.mark.parametrize("prog", _programs(), ids=lambda p: f"{p.parent.parent.parent.name}/{p.parent.name}/{p.name}")
 def test_c_program(prog, tiny_model_dir):
+    assert prog.exists(), f"{prog} was not built (make test builds it)"
     env = dict(os.environ, CLOOB_SHARED=str(SHARED), CLOOB_TINY_MODEL=str(tiny_model_dir),
                ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
     r = subprocess.run([str(prog)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

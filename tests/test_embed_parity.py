@@ -110,6 +110,7 @@ def check_parity(model_dir, images, texts, min_cos=0.99999):
         args += ["--text", t]
     got = run_embed(model_dir, *args)
     assert got["dim"] == meta["embed_dim"] and got["normalized"] is False
+    assert len(got["images"]) == len(images) and len(got["texts"]) == len(texts)
     worst = 1.0
     if images:
         ref = reference_image_features(model, images)

@@ -119,7 +119,7 @@ def test_20_concurrent_requests_all_504_then_normal(binary, tiny_model_dir, jpg,
         assert len(results) == 20
         for k, (r, elapsed) in sorted(results.items()):
             assert_deadline_504(r, elapsed)
-        assert timeouts(c) - before >= 20
+        assert timeouts(c) - before == 20  # once per request, not per item
         # Liveness while the passes finish.
         assert c.get("/healthz").status_code == 200
         wait_for(lambda: c.get("/info").json()["batching"]["queued_items"] == 0, what="queues to empty")

@@ -45,7 +45,8 @@ static int tl_passed, tl_failed;
 #define TEST_MAIN_END()                                                                \
     do {                                                                               \
         printf("%d passed, %d failed\n", tl_passed, tl_failed);                        \
-        return tl_failed ? 1 : 0;                                                      \
+        if (tl_passed + tl_failed == 0) fprintf(stderr, "no CHECK ran\n");            \
+        return (tl_failed || tl_passed + tl_failed == 0) ? 1 : 0;                      \
     } while (0)
 
 #endif
