@@ -101,12 +101,21 @@ class Server:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            try:
-                self.terminate(30)
-            except subprocess.TimeoutExpired:
-                pass
+    def __exit__(self, exc_type, exc, tb):
+        """A server still running when the test ends must stop cleanly on SIGTERM (exit 0, within
+        30 s) and must have logged no sanitizer report (make asan-server). Not checked when the
+        test already failed, so the first error is the one reported."""
+        if self.proc.poll() is not None:
+            return
+        try:
+            code = self.terminate(30)
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+        if exc_type is None:
+            assert code == 0, f"server exit status {code} after SIGTERM\n{self.log_text()[-4000:]}"
+            time.sleep(0.05)  # let the log reader thread take the last lines
+            bad = [l for l in self.log_lines if "Sanitizer" in l or "runtime error:" in l]
+            assert not bad, "sanitizer report:\n" + "\n".join(bad[:40])
 
 
 # ---- OpenAPI response validation -------------------------------------------------------------
