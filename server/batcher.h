@@ -183,7 +183,8 @@ int batcher_jobs_in_flight(batcher *b);
 void batcher_drain(batcher *b);
 /* Main thread: waits until no job is in flight or deadline_ns (monotonic) passes. 0 = idle. */
 int batcher_wait_idle(batcher *b, int64_t deadline_ns);
-/* Main thread: stops the inference thread; items still queued fail with 503 shutting_down. */
+/* Main thread: stops the inference thread after running what is still queued (stop makes every
+ * queue ready at once), so admitted requests get their answers. */
 void batcher_stop(batcher *b);
 /* Main thread, after batcher_stop and after the workers stopped: frees the model too. */
 void batcher_free(batcher *b);

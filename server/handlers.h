@@ -36,7 +36,6 @@ typedef struct handlers_ctx {
     metrics *m;
     api_limits limits;
     int request_timeout_ms; /* 0 = no deadline */
-    size_t max_response_bytes;
 } handlers_ctx;
 
 typedef struct handler_work handler_work;

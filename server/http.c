@@ -883,7 +883,6 @@ http_server *http_start(const http_deps *deps, char *err, size_t errlen) {
     h->w = deps->w;
     h->m = deps->m;
     h->request_timeout_ms = cfg->request_timeout_ms;
-    h->max_response_bytes = MAX_RESPONSE_BYTES;
     h->limits.max_images = cfg->max_images_per_request;
     h->limits.max_texts = cfg->max_texts_per_request;
     h->limits.max_text_bytes = cfg->max_text_bytes;

@@ -168,7 +168,6 @@ int main(int argc, char **argv) {
     wc.image_limits.max_pixels = cfg.max_image_pixels;
     wc.image_limits.max_side = cfg.max_image_side;
     wc.max_image_bytes = cfg.max_body_bytes;
-    wc.metrics = m;
     workers *w = b ? workers_create(&wc, b) : NULL;
     if (!b || !w) {
         log_error("cannot start the batcher or the worker pool");

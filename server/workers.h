@@ -21,7 +21,6 @@ typedef struct workers_config {
     int threads;                 /* >= 1 */
     image_limits image_limits;   /* pixel / side caps checked from the header */
     uint64_t max_image_bytes;    /* cap on one decoded base64 image */
-    metrics *metrics;            /* may be NULL */
 } workers_config;
 
 typedef struct workers workers;
